@@ -1,0 +1,132 @@
+import { randomUUID, timingSafeEqual } from 'node:crypto';
+
+import type Koa from 'koa';
+import { koaBody } from 'koa-body';
+
+import { ApiError, BackendError, apiErrorOf, errors } from '../errors.js';
+import type { Logger } from '../logger.js';
+
+export interface ApiState {
+  requestId: string;
+  log: Logger;
+}
+
+export type ApiContext = Koa.ParameterizedContext<ApiState>;
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/**
+ * Gives each request an id (the caller's `X-Request-Id` when it is sane) and writes one log
+ * line when the answer is sent.
+ */
+export function requestLog(logger: Logger): Koa.Middleware<ApiState> {
+  return async (ctx, next) => {
+    const started = process.hrtime.bigint();
+    const given = ctx.get('X-Request-Id');
+    const requestId = REQUEST_ID.test(given) ? given : randomUUID();
+    ctx.state.requestId = requestId;
+    ctx.state.log = logger.child({ requestId });
+    ctx.set('X-Request-Id', requestId);
+
+    try {
+      await next();
+    } finally {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      const route = (ctx as { _matchedRoute?: unknown })._matchedRoute;
+      ctx.state.log.info(
+        {
+          method: ctx.method,
+          route: typeof route === 'string' ? route : undefined,
+          path: ctx.path,
+          status: ctx.status,
+          ms: Math.round(ms * 10) / 10,
+        },
+        'request',
+      );
+    }
+  };
+}
+
+/**
+ * The one error boundary: anything thrown becomes `{"error", "code", "details"?}`. Errors of
+ * the catalogue keep their status and sentence; anything else is a plain 500, logged with its
+ * stack.
+ */
+export function errorBoundary(): Koa.Middleware<ApiState> {
+  return async (ctx, next) => {
+    try {
+      await next();
+      if (ctx.status === 404 && ctx.body === undefined) {
+        throw errors.notFound(`${ctx.method} ${ctx.path}`);
+      }
+      if (ctx.status === 405 && ctx.body === undefined) {
+        throw errors.methodNotAllowed(ctx.method, ctx.path, ctx.response.get('Allow'));
+      }
+    } catch (err) {
+      const failure = toApiError(err);
+      if (failure.status >= 500 && failure.code === 'internal_error') {
+        ctx.state.log.error({ err }, 'unexpected error');
+      }
+      ctx.status = failure.status;
+      ctx.body = failure.toBody();
+      if (failure.status === 401) ctx.set('WWW-Authenticate', 'Bearer realm="kitter"');
+    }
+  };
+}
+
+function toApiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err instanceof BackendError) return apiErrorOf(err);
+
+  // Errors that Koa and its body parser raise carry an HTTP status that is safe to show.
+  const status = (err as { status?: number; expose?: boolean })?.status;
+  if (status === 413) return errors.payloadTooLarge('the limit');
+  if (status === 415) return errors.unsupportedMediaType('application/json');
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return new ApiError(status, 'validation_failed', (err as Error).message);
+  }
+  return errors.internal();
+}
+
+/** Checks `Authorization: Bearer <token>` against the configured tokens. */
+export function bearerAuth(tokens: string[]): Koa.Middleware<ApiState> {
+  const accepted = tokens.map((token) => Buffer.from(token));
+
+  return async (ctx, next) => {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(ctx.get('Authorization'));
+    if (!match) throw errors.unauthorized();
+
+    const given = Buffer.from(match[1]);
+    const known = accepted.some(
+      (token) => token.length === given.length && timingSafeEqual(token, given),
+    );
+    if (!known) throw errors.unauthorized('the bearer token is not valid');
+    await next();
+  };
+}
+
+export const JSON_LIMIT = '1mb';
+
+/** Parses JSON bodies of writes: 415 for another content type, 400 for malformed JSON. */
+export function jsonBody(): Koa.Middleware<ApiState> {
+  const parse = koaBody({
+    json: true,
+    jsonStrict: true,
+    jsonLimit: JSON_LIMIT,
+    multipart: false,
+    urlencoded: false,
+    text: false,
+    onError: (err) => {
+      if ((err as { status?: number }).status === 413) throw errors.payloadTooLarge(JSON_LIMIT);
+      throw errors.validation('the request body is not valid JSON');
+    },
+  });
+
+  return async (ctx, next) => {
+    const hasBody = ctx.request.length > 0 || ctx.get('Transfer-Encoding') !== '';
+    if (hasBody && !ctx.is('application/json')) {
+      throw errors.unsupportedMediaType('application/json');
+    }
+    return parse(ctx, next);
+  };
+}

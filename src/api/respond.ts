@@ -1,0 +1,69 @@
+import type { Job } from 'bullmq';
+
+import type { JobGateway, JobView } from '../jobs/gateway.js';
+import type { ApiContext } from './middleware.js';
+
+export interface WaitPolicy {
+  /** How long a write waits for its job unless the client says otherwise. */
+  syncTimeoutMs: number;
+}
+
+/** The longest `Prefer: wait=N` honoured, in seconds. */
+const MAX_WAIT_S = 60;
+
+/**
+ * How long the client wants to wait, from the `Prefer` header (RFC 7240): `respond-async`
+ * answers at once, `wait=N` waits up to N seconds.
+ */
+export function waitTimeMs(ctx: ApiContext, policy: WaitPolicy): number {
+  const prefer = ctx.get('Prefer').toLowerCase();
+  if (prefer === '') return policy.syncTimeoutMs;
+
+  const tokens = prefer.split(/[,;]/).map((token) => token.trim());
+  if (tokens.includes('respond-async')) return 0;
+
+  const wait = tokens.find((token) => token.startsWith('wait='));
+  const seconds = wait ? Number(wait.slice('wait='.length)) : NaN;
+  if (Number.isFinite(seconds) && seconds >= 0) return Math.min(seconds, MAX_WAIT_S) * 1000;
+  return policy.syncTimeoutMs;
+}
+
+/**
+ * Answers a write: waits for its job as the client prefers, then gives the result as the
+ * synchronous answer (`success` status and `wrap(result)`), the job's error, or 202 with the
+ * job's address when it is not done yet.
+ */
+export async function answerJob(
+  ctx: ApiContext,
+  gateway: JobGateway,
+  job: Job,
+  policy: WaitPolicy,
+  success: { status: number; wrap: (result: unknown) => unknown },
+): Promise<void> {
+  const timeoutMs = waitTimeMs(ctx, policy);
+  const view = timeoutMs > 0 ? await gateway.wait(job, timeoutMs) : await gateway.view(job);
+  ctx.set('Kitter-Job', view.id);
+
+  if (view.state === 'succeeded') {
+    ctx.status = success.status;
+    ctx.body = success.status === 204 ? undefined : success.wrap(view.result);
+    return;
+  }
+  if (view.state === 'failed' && view.error) {
+    ctx.status = view.error.status;
+    ctx.body = { error: view.error.error, code: view.error.code };
+    return;
+  }
+  accepted(ctx, view);
+}
+
+export function accepted(ctx: ApiContext, view: JobView): void {
+  ctx.status = 202;
+  ctx.set('Location', `/jobs/${view.id}`);
+  if (timeoutPreferred(ctx)) ctx.set('Preference-Applied', 'respond-async');
+  ctx.body = { job: view };
+}
+
+function timeoutPreferred(ctx: ApiContext): boolean {
+  return ctx.get('Prefer').toLowerCase().includes('respond-async');
+}

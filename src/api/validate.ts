@@ -1,0 +1,25 @@
+import type Joi from 'joi';
+
+import { errors } from '../errors.js';
+
+/**
+ * Validates input against a schema: every problem is reported (path and message), unknown
+ * keys are refused and named, and the converted value is returned.
+ */
+export function validate<T>(schema: Joi.Schema, value: unknown, what = 'the request body'): T {
+  const { value: valid, error } = schema.validate(value, {
+    abortEarly: false,
+    convert: true,
+    errors: { wrap: { label: false } },
+  });
+  if (!error) return valid as T;
+
+  const details = error.details.map((detail) => ({
+    path: detail.path.join('.'),
+    message: detail.message,
+  }));
+  const first = details[0];
+  const where = first.path ? `${first.path}: ` : '';
+  const more = details.length > 1 ? ` (and ${details.length - 1} more problems)` : '';
+  throw errors.validation(`${what} is invalid: ${where}${first.message}${more}`, details);
+}

@@ -1,0 +1,247 @@
+import { Pool } from 'undici';
+
+import { BackendError, kindOfStatus } from '../errors.js';
+import { backendErrorOf, describeBody } from './backend-errors.js';
+import type { TokenSource } from './token-source.js';
+
+/** wac-core's records as its service API (`/sapi`) sends them. */
+export interface WacDomain {
+  id: string;
+  domain: string;
+  enableAnonymous: boolean;
+  anonymousCapabilities: string[];
+  origins: string[];
+  parent: string | null;
+  remoteSipRegister: boolean;
+  services: Record<string, string[]>;
+}
+
+export interface WacUser {
+  id: string;
+  /** The id of the user's domain. */
+  domain: string;
+  username: string;
+  email: string | null;
+  displayName: string | null;
+  role: 'user' | 'admin';
+  capabilities: string[];
+  mobilePhone: string[];
+  /** The Keycloak user id, written by kitter: it ties the two records together. */
+  externalId: string | null;
+}
+
+export interface SipCredential {
+  username: string;
+  password: string;
+  domain: string;
+  authProxy: string;
+}
+
+export interface WacSipMapping {
+  id: string;
+  ownerUri: string;
+  credential: SipCredential;
+}
+
+export interface WacHtableEntry {
+  name: string;
+  value: string;
+}
+
+export interface Page<T> {
+  items: T[];
+  total: number;
+}
+
+type Query = Record<string, string | number | undefined>;
+
+export interface WacCoreClientOptions {
+  /** Base URL including the path, e.g. `http://127.0.0.1:8001/sapi`. */
+  url: string;
+  timeoutMs: number;
+  connections?: number;
+}
+
+/**
+ * The wac-core service API over a pool of keep-alive connections. Every failure is a
+ * BackendError; a 401 gets one more try with a new token.
+ */
+export class WacCoreClient {
+  private readonly pool: Pool;
+  private readonly basePath: string;
+
+  constructor(
+    private readonly tokens: TokenSource,
+    private readonly options: WacCoreClientOptions,
+  ) {
+    const url = new URL(options.url);
+    this.basePath = url.pathname.replace(/\/+$/, '');
+    this.pool = new Pool(url.origin, {
+      connections: options.connections ?? 64,
+      connectTimeout: Math.min(options.timeoutMs, 5_000),
+      headersTimeout: options.timeoutMs,
+      bodyTimeout: options.timeoutMs,
+    });
+  }
+
+  findDomainByName(name: string): Promise<WacDomain | undefined> {
+    return this.list<WacDomain>('find domain', '/domains', { domain: name, limit: 1 }).then(
+      (page) => page.items[0],
+    );
+  }
+
+  listDomains(query: Query = {}): Promise<Page<WacDomain>> {
+    return this.list('list domains', '/domains', query);
+  }
+
+  getDomain(id: string): Promise<WacDomain | undefined> {
+    return this.getOrUndefined('get domain', `/domains/${id}`);
+  }
+
+  createDomain(domain: Partial<WacDomain>): Promise<WacDomain> {
+    return this.send('create domain', 'POST', '/domains', domain);
+  }
+
+  async findUser(domainId: string, username: string): Promise<WacUser | undefined> {
+    const page = await this.list<WacUser>('find user', '/users', {
+      domain: domainId,
+      username,
+      limit: 1,
+    });
+    return page.items[0];
+  }
+
+  listUsers(query: Query): Promise<Page<WacUser>> {
+    return this.list('list users', '/users', query);
+  }
+
+  createUser(user: Partial<WacUser>): Promise<WacUser> {
+    return this.send('create user', 'POST', '/users', user);
+  }
+
+  updateUser(id: string, changes: Partial<WacUser>): Promise<WacUser> {
+    return this.send('update user', 'PATCH', `/users/${id}`, changes);
+  }
+
+  deleteUser(id: string): Promise<boolean> {
+    return this.deleteOrFalse('delete user', `/users/${id}`);
+  }
+
+  async findSipMapping(ownerUri: string): Promise<WacSipMapping | undefined> {
+    const page = await this.list<WacSipMapping>('find SIP mapping', '/sipMappings', {
+      ownerUri,
+      limit: 1,
+    });
+    return page.items[0];
+  }
+
+  createSipMapping(mapping: Omit<WacSipMapping, 'id'>): Promise<WacSipMapping> {
+    return this.send('create SIP mapping', 'POST', '/sipMappings', mapping);
+  }
+
+  deleteSipMapping(id: string): Promise<boolean> {
+    return this.deleteOrFalse('delete SIP mapping', `/sipMappings/${id}`);
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+
+  private async list<T>(operation: string, path: string, query: Query): Promise<Page<T>> {
+    const answer = await this.request(operation, 'GET', path, undefined, query);
+    const total = Number(answer.headers['x-total-count']);
+    const items = answer.body as T[];
+    return { items, total: Number.isFinite(total) ? total : items.length };
+  }
+
+  private async getOrUndefined<T>(operation: string, path: string): Promise<T | undefined> {
+    try {
+      return (await this.request(operation, 'GET', path)).body as T;
+    } catch (err) {
+      if (err instanceof BackendError && err.kind === 'not_found') return undefined;
+      throw err;
+    }
+  }
+
+  private async deleteOrFalse(operation: string, path: string): Promise<boolean> {
+    try {
+      await this.request(operation, 'DELETE', path);
+      return true;
+    } catch (err) {
+      if (err instanceof BackendError && err.kind === 'not_found') return false;
+      throw err;
+    }
+  }
+
+  private async send<T>(operation: string, method: string, path: string, body: unknown) {
+    return (await this.request(operation, method, path, body)).body as T;
+  }
+
+  private async request(
+    operation: string,
+    method: string,
+    path: string,
+    body?: unknown,
+    query?: Query,
+  ): Promise<{ body: unknown; headers: Record<string, string | string[] | undefined> }> {
+    const first = await this.attempt(operation, method, path, body, query);
+    if (!(first instanceof BackendError)) return first;
+    if (first.kind !== 'unauthorized') throw first;
+
+    this.tokens.invalidate();
+    const second = await this.attempt(operation, method, path, body, query);
+    if (second instanceof BackendError) throw second;
+    return second;
+  }
+
+  private async attempt(
+    operation: string,
+    method: string,
+    path: string,
+    body: unknown,
+    query: Query | undefined,
+  ) {
+    try {
+      const token = await this.tokens.getAccessToken();
+      const answer = await this.pool.request({
+        method: method as 'GET',
+        path: `${this.basePath}${path}${toQueryString(query)}`,
+        headers: {
+          authorization: `Bearer ${token}`,
+          accept: 'application/json',
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+
+      const text = await answer.body.text();
+      const data = parseJson(text);
+      if (answer.statusCode >= 400) {
+        const kind = kindOfStatus(answer.statusCode);
+        return new BackendError('wac-core', operation, kind, answer.statusCode, describeBody(data));
+      }
+      return { body: data, headers: answer.headers };
+    } catch (err) {
+      return backendErrorOf(err, operation, 'wac-core');
+    }
+  }
+}
+
+function toQueryString(query: Query | undefined): string {
+  if (!query) return '';
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query)) {
+    if (value !== undefined) params.set(key, String(value));
+  }
+  const text = params.toString();
+  return text ? `?${text}` : '';
+}
+
+function parseJson(text: string): unknown {
+  if (text === '') return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}

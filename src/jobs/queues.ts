@@ -1,0 +1,45 @@
+import { Queue, type JobsOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
+
+export const QUEUE_NAMES = ['provisioning', 'logout', 'imports'] as const;
+export type QueueName = (typeof QUEUE_NAMES)[number];
+
+/** Job types, which are also BullMQ job names. */
+export const JOB_TYPES = {
+  userCreate: 'user.create',
+  domainCreate: 'domain.create',
+} as const;
+export type JobType = (typeof JOB_TYPES)[keyof typeof JOB_TYPES];
+
+export const QUEUE_OF: Record<JobType, QueueName> = {
+  'user.create': 'provisioning',
+  'domain.create': 'provisioning',
+};
+
+export interface RetryPolicy {
+  attempts: number;
+  backoffMs: number;
+}
+
+const DAY_S = 24 * 3600;
+
+/**
+ * Options for every kitter job: retries with exponential backoff and jitter, and finished jobs
+ * kept long enough for their status to stay answerable (a day, a week when failed).
+ */
+export function jobOptions(policy: RetryPolicy): JobsOptions {
+  return {
+    attempts: policy.attempts,
+    backoff: { type: 'exponential', delay: policy.backoffMs, jitter: 0.5 },
+    removeOnComplete: { age: DAY_S },
+    removeOnFail: { age: 7 * DAY_S },
+  };
+}
+
+export type Queues = Record<QueueName, Queue>;
+
+export function createQueues(connection: Redis, prefix: string, policy: RetryPolicy): Queues {
+  const make = (name: QueueName) =>
+    new Queue(name, { connection, prefix, defaultJobOptions: jobOptions(policy) });
+  return { provisioning: make('provisioning'), logout: make('logout'), imports: make('imports') };
+}

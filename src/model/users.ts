@@ -1,0 +1,240 @@
+import Joi from 'joi';
+
+import type { UserRepresentation } from '../clients/keycloak.js';
+import type { WacSipMapping, WacUser } from '../clients/wac-core.js';
+import { domainName } from './domains.js';
+
+export const MASKED = '********';
+
+export interface SipMappingInput {
+  username: string;
+  password: string;
+  sip_domain?: string;
+  sip_auth_proxy?: string;
+}
+
+export interface UserInput {
+  username: string;
+  email?: string;
+  enabled?: boolean;
+  first_name?: string;
+  last_name?: string;
+  email_verified?: boolean;
+  credentials?: { password: string; temporary?: boolean };
+  attributes: {
+    domain: string;
+    phone_number?: string;
+    capabilities?: string[];
+    sip_mapping?: SipMappingInput;
+  };
+}
+
+/** A user as kitter's API shows it: passwords masked, never sent. */
+export interface User {
+  id: string;
+  username: string;
+  email: string | null;
+  enabled: boolean;
+  first_name: string | null;
+  last_name: string | null;
+  email_verified: boolean;
+  attributes: {
+    domain: string;
+    phone_number?: string;
+    capabilities: string[];
+    sip_mapping?: {
+      username: string;
+      password: string;
+      sip_domain: string;
+      sip_auth_proxy: string;
+    };
+  };
+}
+
+/**
+ * Keycloak's default username rules (3–255 characters of Latin letters, digits, `_ . - @`),
+ * checked here so a bad name is a 400 before anything is written.
+ */
+export const username = Joi.string()
+  .trim()
+  .lowercase()
+  .min(3)
+  .max(255)
+  .pattern(/^[a-z0-9_.@-]+$/)
+  .messages({
+    'string.pattern.base':
+      '{{#label}} may hold only letters a-z, digits and the characters _ . - @',
+  });
+
+const name = Joi.string().trim().max(255);
+const secret = Joi.string().min(1).max(1024);
+
+export const phoneNumber = Joi.string()
+  .trim()
+  .pattern(/^\+?[0-9]{2,20}$/)
+  .messages({ 'string.pattern.base': '{{#label}} must be digits, optionally after a +' });
+
+const capability = Joi.string()
+  .pattern(/^[+-][a-z0-9][a-z0-9-]*$/)
+  .max(64)
+  .messages({ 'string.pattern.base': '{{#label}} must look like +chat or -whiteboard' });
+
+export const sipMappingSchema = Joi.object({
+  username: Joi.string().trim().min(1).max(255).required(),
+  password: secret.required(),
+  sip_domain: Joi.string().trim().max(255),
+  sip_auth_proxy: Joi.string().trim().max(1024),
+});
+
+export const userCreateSchema = Joi.object({
+  username: username.required(),
+  email: Joi.string().trim().lowercase().email({ tlds: false }).max(254),
+  enabled: Joi.boolean(),
+  first_name: name,
+  last_name: name,
+  email_verified: Joi.boolean(),
+  credentials: Joi.object({
+    password: secret.required(),
+    temporary: Joi.boolean(),
+  }),
+  attributes: Joi.object({
+    domain: domainName.required(),
+    phone_number: phoneNumber,
+    capabilities: Joi.array().items(capability).max(256).unique(),
+    sip_mapping: sipMappingSchema,
+  }).required(),
+});
+
+/** The passwords of a user input, kept apart so job data never holds them in clear. */
+export interface UserSecrets {
+  password?: string;
+  sipPassword?: string;
+}
+
+/** Job-safe copy of a user input: the same fields, the passwords taken out. */
+export type UserSpec = Omit<UserInput, 'credentials' | 'attributes'> & {
+  credentials?: { temporary?: boolean };
+  attributes: Omit<UserInput['attributes'], 'sip_mapping'> & {
+    sip_mapping?: Omit<SipMappingInput, 'password'>;
+  };
+};
+
+export function splitSecrets(input: UserInput): { spec: UserSpec; secrets: UserSecrets } {
+  const { credentials, attributes, ...rest } = input;
+  const { sip_mapping: sip, ...otherAttributes } = attributes;
+  const spec: UserSpec = { ...rest, attributes: { ...otherAttributes } };
+  const secrets: UserSecrets = {};
+
+  if (credentials) {
+    spec.credentials = { temporary: credentials.temporary };
+    secrets.password = credentials.password;
+  }
+  if (sip) {
+    const { password, ...publicSip } = sip;
+    spec.attributes.sip_mapping = publicSip;
+    secrets.sipPassword = password;
+  }
+  return { spec, secrets };
+}
+
+/** Attribute that marks a Keycloak user with the job that created it, to adopt it on retry. */
+export const JOB_ATTRIBUTE = 'kitter_job';
+
+export function toKeycloakUser(
+  spec: UserSpec,
+  secrets: UserSecrets,
+  jobId: string,
+): UserRepresentation {
+  const attributes: Record<string, string[]> = {
+    domain: [spec.attributes.domain],
+    [JOB_ATTRIBUTE]: [jobId],
+  };
+  if (spec.attributes.phone_number) attributes.phone_number = [spec.attributes.phone_number];
+
+  const user: UserRepresentation = {
+    username: spec.username,
+    enabled: spec.enabled ?? true,
+    emailVerified: spec.email_verified ?? false,
+    attributes,
+  };
+  if (spec.email !== undefined) user.email = spec.email;
+  if (spec.first_name !== undefined) user.firstName = spec.first_name;
+  if (spec.last_name !== undefined) user.lastName = spec.last_name;
+  if (secrets.password !== undefined) {
+    user.credentials = [
+      { type: 'password', value: secrets.password, temporary: spec.credentials?.temporary ?? false },
+    ];
+  }
+  return user;
+}
+
+export function toWacUser(spec: UserSpec, domainId: string, keycloakId: string): Partial<WacUser> {
+  const displayName = [spec.first_name, spec.last_name].filter(Boolean).join(' ');
+  return {
+    domain: domainId,
+    username: spec.username,
+    email: spec.email ?? null,
+    displayName: displayName || null,
+    role: 'user',
+    capabilities: spec.attributes.capabilities ?? [],
+    mobilePhone: spec.attributes.phone_number ? [spec.attributes.phone_number] : [],
+    externalId: keycloakId,
+  };
+}
+
+export function toSipMapping(
+  spec: UserSpec,
+  secrets: UserSecrets,
+  wacUserId: string,
+): Omit<WacSipMapping, 'id'> | undefined {
+  const sip = spec.attributes.sip_mapping;
+  if (!sip) return undefined;
+
+  return {
+    ownerUri: ownerUriOf(wacUserId),
+    credential: {
+      username: sip.username,
+      password: secrets.sipPassword ?? '',
+      domain: sip.sip_domain ?? spec.attributes.domain,
+      authProxy: sip.sip_auth_proxy ?? '',
+    },
+  };
+}
+
+export function ownerUriOf(wacUserId: string): string {
+  return `wac-user:${wacUserId}`;
+}
+
+/** The user as the API answers it, from the records of both systems. */
+export function toApiUser(
+  keycloak: UserRepresentation,
+  wac: WacUser | undefined,
+  sip: WacSipMapping | undefined,
+): User {
+  const attribute = (key: string) => keycloak.attributes?.[key]?.[0];
+  const user: User = {
+    id: keycloak.id ?? '',
+    username: keycloak.username ?? '',
+    email: keycloak.email ?? null,
+    enabled: keycloak.enabled ?? true,
+    first_name: keycloak.firstName ?? null,
+    last_name: keycloak.lastName ?? null,
+    email_verified: keycloak.emailVerified ?? false,
+    attributes: {
+      domain: attribute('domain') ?? '',
+      capabilities: wac?.capabilities ?? [],
+    },
+  };
+
+  const phone = attribute('phone_number');
+  if (phone !== undefined) user.attributes.phone_number = phone;
+  if (sip) {
+    user.attributes.sip_mapping = {
+      username: sip.credential.username,
+      password: MASKED,
+      sip_domain: sip.credential.domain,
+      sip_auth_proxy: sip.credential.authProxy,
+    };
+  }
+  return user;
+}

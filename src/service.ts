@@ -1,0 +1,122 @@
+import { once } from 'node:events';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+import { Redis } from 'ioredis';
+
+import { createApp } from './api/app.js';
+import { DomainLookup } from './api/domain-lookup.js';
+import { KeycloakClient } from './clients/keycloak.js';
+import { TokenSource } from './clients/token-source.js';
+import { WacCoreClient } from './clients/wac-core.js';
+import type { Config } from './config.js';
+import { JobGateway } from './jobs/gateway.js';
+import { createQueues, QUEUE_NAMES } from './jobs/queues.js';
+import { SecretBox } from './jobs/secrets.js';
+import type { Logger } from './logger.js';
+import { startWorkers, type RunningWorkers } from './workers/index.js';
+
+export interface ServiceParts {
+  api: boolean;
+  worker: boolean;
+}
+
+export interface RunningService {
+  /** The API's address, when this process serves it. */
+  url: string | undefined;
+  workers: RunningWorkers | undefined;
+  /** Stops in order: HTTP server, workers, queues, Redis. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/** How long shutdown waits for active jobs before handing them back to the queue. */
+const WORKER_DEADLINE_MS = 25_000;
+
+export async function startService(
+  config: Config,
+  logger: Logger,
+  parts: ServiceParts,
+): Promise<RunningService> {
+  const tokens = new TokenSource({ ...config.keycloak, timeoutMs: config.backendTimeoutMs });
+  const keycloak = new KeycloakClient(tokens, {
+    ...config.keycloak,
+    timeoutMs: config.backendTimeoutMs,
+  });
+  const wac = new WacCoreClient(tokens, {
+    url: config.wacCoreUrl,
+    timeoutMs: config.backendTimeoutMs,
+  });
+  const secrets = new SecretBox(config.secretKey);
+  const closers: Array<() => Promise<unknown>> = [];
+
+  let url: string | undefined;
+  if (parts.api) {
+    // The API answers 503 at once when Redis is down, instead of queueing commands.
+    const redis = new Redis(config.redisUrl, { enableOfflineQueue: false, lazyConnect: true });
+    redis.on('error', () => undefined);
+    await redis.connect();
+
+    const queues = createQueues(redis, config.queuePrefix, config.worker);
+    const gateway = new JobGateway(queues, {
+      connection: redis,
+      prefix: config.queuePrefix,
+      listen: [...QUEUE_NAMES],
+    });
+    const domains = new DomainLookup(wac);
+    const app = createApp({ config, logger, redis, gateway, keycloak, wac, secrets, domains });
+
+    const server = http.createServer(app.callback());
+    server.listen(config.port, config.host);
+    await once(server, 'listening');
+    const { port } = server.address() as AddressInfo;
+    const host = config.host === '0.0.0.0' ? '127.0.0.1' : config.host;
+    url = `http://${host}:${port}`;
+
+    closers.push(() => closeServer(server));
+    closers.push(() => gateway.close());
+    closers.push(() => Promise.all(Object.values(queues).map((queue) => queue.close())));
+    closers.push(() => redis.quit());
+  }
+
+  let workers: RunningWorkers | undefined;
+  if (parts.worker) {
+    const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+    connection.on('error', () => undefined);
+    workers = startWorkers(
+      { keycloak, wac, secrets, logger },
+      { connection, prefix: config.queuePrefix, concurrency: config.worker.concurrency },
+    );
+    // Workers close before the queues and connections they use.
+    closers.splice(1, 0, () => workers!.close(WORKER_DEADLINE_MS));
+    closers.push(() => connection.quit());
+  }
+  closers.push(() => wac.close());
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    workers,
+    close() {
+      closing ??= runAll(closers, logger);
+      return closing;
+    },
+  };
+}
+
+/** Runs every step in order, even when one fails. */
+async function runAll(steps: Array<() => Promise<unknown>>, logger: Logger): Promise<void> {
+  for (const step of steps) {
+    try {
+      await step();
+    } catch (err) {
+      logger.warn({ err: String(err) }, 'shutdown step failed');
+    }
+  }
+}
+
+function closeServer(server: http.Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeIdleConnections();
+  });
+}

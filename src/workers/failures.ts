@@ -1,0 +1,40 @@
+import { UnrecoverableError, type Job } from 'bullmq';
+
+import { ApiError, BackendError, apiErrorOf, errors } from '../errors.js';
+import { encodeFailure } from '../jobs/outcome.js';
+
+/** True when no retry will follow this attempt. */
+export function isFinalAttempt(job: Job): boolean {
+  return job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+}
+
+export function isRetryable(err: unknown): boolean {
+  return err instanceof BackendError && err.retryable;
+}
+
+/** How a job failure is told to the client who asked for the job. */
+export function apiErrorOfFailure(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err instanceof BackendError) return apiErrorOf(err);
+  return errors.internal();
+}
+
+/**
+ * Ends an attempt that threw. A transient failure with attempts left is thrown again for
+ * BullMQ to retry with backoff. Anything else fails the job for good: first `undo` takes back
+ * what the job wrote, then the job fails at once with a reason the API can answer with.
+ */
+export async function failAttempt(
+  job: Job,
+  err: unknown,
+  undo?: () => Promise<string>,
+): Promise<never> {
+  if (isRetryable(err) && !isFinalAttempt(job)) throw err;
+
+  const failure = apiErrorOfFailure(err);
+  const undone = undo ? await undo() : '';
+  const message = undone ? `${failure.message}; ${undone}` : failure.message;
+  throw new UnrecoverableError(
+    encodeFailure(new ApiError(failure.status, failure.code, message)),
+  );
+}

@@ -1,0 +1,182 @@
+import type { Job } from 'bullmq';
+
+import { BackendError, errors } from '../errors.js';
+import type { UserCreateData, UserCreateProgress } from '../jobs/types.js';
+import { isUserCreateData } from '../jobs/types.js';
+import {
+  JOB_ATTRIBUTE,
+  ownerUriOf,
+  toApiUser,
+  toKeycloakUser,
+  toSipMapping,
+  toWacUser,
+  type User,
+  type UserSecrets,
+} from '../model/users.js';
+import type { WorkerDeps } from './deps.js';
+import { failAttempt } from './failures.js';
+
+/**
+ * Creates a user in Keycloak, then in wac-core, then its SIP mapping. Each step's result is
+ * saved in the job before the next starts, and a step that finds its record already there
+ * (409) adopts it when this job made it, so a re-run after a crash never creates anything
+ * twice. A job that fails for good deletes what it made, wac-core first.
+ */
+export async function createUser(job: Job<UserCreateData>, deps: WorkerDeps): Promise<User> {
+  if (!isUserCreateData(job.data)) {
+    throw await failAttempt(job, errors.validation('the job data is not a user.create job'));
+  }
+
+  const data = job.data;
+  const progress: UserCreateProgress = { ...data.progress };
+  const save = async () => job.updateData({ ...data, progress: { ...progress } });
+
+  try {
+    const secrets = data.secrets ? deps.secrets.open<UserSecrets>(data.secrets) : {};
+    return await runSteps(job, deps, secrets, progress, save);
+  } catch (err) {
+    throw await failAttempt(job, err, () => undoCreate(job, deps, progress));
+  }
+}
+
+async function runSteps(
+  job: Job<UserCreateData>,
+  deps: WorkerDeps,
+  secrets: UserSecrets,
+  progress: UserCreateProgress,
+  save: () => Promise<void>,
+): Promise<User> {
+  const { user: spec } = job.data;
+  const { keycloak, wac } = deps;
+
+  const domain = await wac.findDomainByName(spec.attributes.domain);
+  if (!domain) throw errors.unknownDomain(spec.attributes.domain);
+
+  if (!progress.keycloakId) {
+    progress.keycloakId = await adoptOnConflict(
+      () => keycloak.createUser(toKeycloakUser(spec, secrets, job.id!)),
+      () => ownKeycloakUserId(job, deps),
+    );
+    await save();
+  }
+  const keycloakId = progress.keycloakId;
+
+  if (!progress.wacUserId) {
+    progress.wacUserId = await adoptOnConflict(
+      async () => (await wac.createUser(toWacUser(spec, domain.id, keycloakId))).id,
+      async () => {
+        const existing = await wac.findUser(domain.id, spec.username);
+        return existing?.externalId === keycloakId ? existing.id : undefined;
+      },
+    );
+    await save();
+  }
+  const wacUserId = progress.wacUserId;
+
+  const mapping = toSipMapping(spec, secrets, wacUserId);
+  if (mapping && !progress.sipMappingId) {
+    // The owner is this job's own wac-core user, so a mapping already there is this job's.
+    progress.sipMappingId = await adoptOnConflict(
+      async () => (await wac.createSipMapping(mapping)).id,
+      async () => (await wac.findSipMapping(mapping.ownerUri))?.id,
+    );
+    await save();
+  }
+
+  const [keycloakUser, wacUser, sip] = await Promise.all([
+    keycloak.getUser(keycloakId),
+    wac.findUser(domain.id, spec.username),
+    mapping ? wac.findSipMapping(ownerUriOf(wacUserId)) : undefined,
+  ]);
+  if (!keycloakUser) throw errors.conflict('the user was deleted while it was being created');
+  return toApiUser(keycloakUser, wacUser, sip);
+}
+
+/**
+ * Runs a create; on a 409, asks `findOwn` for the record this job made earlier and adopts it.
+ * A 409 for a record someone else made is a conflict for the client.
+ */
+async function adoptOnConflict(
+  create: () => Promise<string>,
+  findOwn: () => Promise<string | undefined>,
+): Promise<string> {
+  try {
+    return await create();
+  } catch (err) {
+    if (!(err instanceof BackendError) || err.kind !== 'conflict') throw err;
+
+    const own = await findOwn();
+    if (own) return own;
+    throw err;
+  }
+}
+
+async function ownKeycloakUserId(job: Job<UserCreateData>, deps: WorkerDeps) {
+  const existing = await deps.keycloak.findByUsername(job.data.user.username);
+  return existing?.attributes?.[JOB_ATTRIBUTE]?.[0] === job.id ? existing?.id : undefined;
+}
+
+/**
+ * Deletes what this job created, newest first. Records a crash kept out of `progress` are
+ * found by their marks (the job id in Keycloak, the Keycloak id in wac-core). Answers what it
+ * did, or what it left behind, in words for the job's error.
+ */
+async function undoCreate(
+  job: Job<UserCreateData>,
+  deps: WorkerDeps,
+  progress: UserCreateProgress,
+): Promise<string> {
+  const { keycloak, wac } = deps;
+  const { user: spec } = job.data;
+  const removed: string[] = [];
+  const left: string[] = [];
+
+  const remove = async (what: string, step: () => Promise<boolean>) => {
+    try {
+      if (await step()) removed.push(what);
+    } catch (err) {
+      left.push(what);
+      deps.logger.error({ jobId: job.id, err: String(err) }, `undo failed: ${what}`);
+    }
+  };
+
+  const keycloakId =
+    progress.keycloakId ?? (await lookUp(left, 'a Keycloak user', () => ownKeycloakUserId(job, deps)));
+  const wacUserId =
+    progress.wacUserId ??
+    (keycloakId &&
+      (await lookUp(left, 'a wac-core user', async () => {
+        const domain = await wac.findDomainByName(spec.attributes.domain);
+        const found = domain && (await wac.findUser(domain.id, spec.username));
+        return found && found.externalId === keycloakId ? found.id : undefined;
+      })));
+
+  if (wacUserId) {
+    const ownerUri = ownerUriOf(wacUserId);
+    await remove(`the SIP mapping of ${ownerUri}`, async () => {
+      const mapping = await wac.findSipMapping(ownerUri);
+      return mapping ? wac.deleteSipMapping(mapping.id) : false;
+    });
+    await remove(`the wac-core user ${wacUserId}`, () => wac.deleteUser(wacUserId));
+  }
+  if (keycloakId) {
+    await remove(`the Keycloak user ${keycloakId}`, () => keycloak.deleteUser(keycloakId));
+  }
+
+  if (left.length > 0) return `undo incomplete, left behind: ${left.join(', ')}`;
+  return removed.length > 0 ? `undone: removed ${removed.join(', ')}` : '';
+}
+
+/** A look-up for the undo; when it fails, what it looked for is counted as left behind. */
+async function lookUp(
+  left: string[],
+  what: string,
+  find: () => Promise<string | undefined>,
+): Promise<string | undefined> {
+  try {
+    return await find();
+  } catch {
+    left.push(`possibly ${what} (it could not be looked up)`);
+    return undefined;
+  }
+}
