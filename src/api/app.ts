@@ -1,13 +1,7 @@
 import Koa from 'koa';
 
 import type { ApiDeps } from './deps.js';
-import {
-  bearerAuth,
-  errorBoundary,
-  jsonBody,
-  requestLog,
-  type ApiState,
-} from './middleware.js';
+import { bearerAuth, errorBoundary, jsonBody, requestLog, type ApiState } from './middleware.js';
 import { domainRoutes } from './routes/domains.js';
 import { healthRoutes } from './routes/health.js';
 import { jobRoutes } from './routes/jobs.js';

@@ -42,8 +42,9 @@ export function describeBody(data: unknown): string {
   if (typeof data !== 'object' || data === null) return '';
 
   const body = data as Record<string, unknown>;
-  const parts = [body.errorMessage, body.error_description, body.message, body.error]
-    .filter((part): part is string => typeof part === 'string' && part !== '');
+  const parts = [body.errorMessage, body.error_description, body.message, body.error].filter(
+    (part): part is string => typeof part === 'string' && part !== '',
+  );
   const field = typeof body.field === 'string' ? ` (field ${body.field})` : '';
   return `${parts[0] ?? ''}${field}`.slice(0, 200);
 }

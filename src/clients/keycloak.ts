@@ -1,11 +1,13 @@
 import KcAdminClient from '@keycloak/keycloak-admin-client';
-import type UserRepresentation from '@keycloak/keycloak-admin-client/lib/defs/userRepresentation.js';
 
 import { BackendError } from '../errors.js';
 import { backendErrorOf } from './backend-errors.js';
 import type { TokenSource } from './token-source.js';
 
-export type { UserRepresentation };
+/** A Keycloak user as the admin API sends and takes it. */
+export type UserRepresentation = NonNullable<
+  Awaited<ReturnType<KcAdminClient['users']['findOne']>>
+>;
 
 export interface UserQuery {
   username?: string;

@@ -82,7 +82,10 @@ export class Faults {
         this.counts.errors++;
         ctx.status = s.error_status;
         if (s.error_status === 429 || s.error_status === 503) ctx.set('Retry-After', '1');
-        ctx.body = { error: `emulated fault: HTTP ${s.error_status}` };
+        ctx.body = {
+          error: `emulated fault: HTTP ${s.error_status}`,
+          message: 'an injected fault, set with PUT /_emulator/faults',
+        };
         return;
       }
 
@@ -128,7 +131,8 @@ function pickSettings(body: unknown): Partial<FaultSettings> {
 
 function checkSettings(s: FaultSettings): void {
   const share = (name: keyof FaultSettings, v: unknown) => {
-    if (typeof v !== 'number' || !(v >= 0 && v <= 1)) throw new Error(`${name} must be from 0 to 1`);
+    if (typeof v !== 'number' || !(v >= 0 && v <= 1))
+      throw new Error(`${name} must be from 0 to 1`);
   };
   share('error_rate', s.error_rate);
   share('drop_rate', s.drop_rate);

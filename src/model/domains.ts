@@ -45,9 +45,7 @@ export const domainName = Joi.string()
 
 const stringList = Joi.array().items(Joi.string().max(1024)).max(256);
 
-const services = Joi.object(
-  Object.fromEntries(SERVICE_NAMES.map((name) => [name, stringList])),
-);
+const services = Joi.object(Object.fromEntries(SERVICE_NAMES.map((name) => [name, stringList])));
 
 export const domainCreateSchema = Joi.object({
   domain: domainName.required(),

@@ -162,7 +162,11 @@ export function toKeycloakUser(
   if (spec.last_name !== undefined) user.lastName = spec.last_name;
   if (secrets.password !== undefined) {
     user.credentials = [
-      { type: 'password', value: secrets.password, temporary: spec.credentials?.temporary ?? false },
+      {
+        type: 'password',
+        value: secrets.password,
+        temporary: spec.credentials?.temporary ?? false,
+      },
     ];
   }
   return user;

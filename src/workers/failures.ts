@@ -34,7 +34,5 @@ export async function failAttempt(
   const failure = apiErrorOfFailure(err);
   const undone = undo ? await undo() : '';
   const message = undone ? `${failure.message}; ${undone}` : failure.message;
-  throw new UnrecoverableError(
-    encodeFailure(new ApiError(failure.status, failure.code, message)),
-  );
+  throw new UnrecoverableError(encodeFailure(new ApiError(failure.status, failure.code, message)));
 }

@@ -141,7 +141,8 @@ async function undoCreate(
   };
 
   const keycloakId =
-    progress.keycloakId ?? (await lookUp(left, 'a Keycloak user', () => ownKeycloakUserId(job, deps)));
+    progress.keycloakId ??
+    (await lookUp(left, 'a Keycloak user', () => ownKeycloakUserId(job, deps)));
   const wacUserId =
     progress.wacUserId ??
     (keycloakId &&

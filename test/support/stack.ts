@@ -24,7 +24,12 @@ export interface Stack {
   config: Config;
   /** Every log line the service wrote, as text. */
   logs: string[];
-  call(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<Answer>;
+  call(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers?: Record<string, string>,
+  ): Promise<Answer>;
   close(): Promise<void>;
 }
 

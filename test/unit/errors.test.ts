@@ -48,7 +48,7 @@ describe('backend error classification', () => {
     expect(backendErrorOf(headers, 'get user').kind).to.equal('timeout');
   });
 
-  it("keeps what Keycloak said from either of its error shapes", () => {
+  it('keeps what Keycloak said from either of its error shapes', () => {
     const conflict = {
       response: { status: 409 },
       responseData: { errorMessage: 'User exists with same username' },
@@ -81,7 +81,7 @@ describe('answers for backend failures', () => {
     expect(err.message).to.equal('Keycloak refused create user: said this');
   });
 
-  it('answers a 403 from a backend as kitter misconfigured (502), not as the caller’s fault', () => {
+  it('answers a backend 403 as kitter misconfigured (502), not the caller’s fault', () => {
     expect(answer('forbidden', 403).status).to.equal(502);
     expect(answer('forbidden', 403).code).to.equal('backend_misconfigured');
   });

@@ -36,7 +36,11 @@ export function healthRoutes(deps: ApiDeps): Router<ApiState> {
     ctx.body =
       down.length === 0
         ? { status: 'ready', checks: results }
-        : { error: `not ready: ${down.join(', ')} unreachable`, code: 'backend_unavailable', checks: results };
+        : {
+            error: `not ready: ${down.join(', ')} unreachable`,
+            code: 'backend_unavailable',
+            checks: results,
+          };
   });
 
   return router;

@@ -1,0 +1,141 @@
+import { expect } from 'chai';
+
+import { startStack, type Stack } from '../support/stack.js';
+
+describe('the HTTP API', function () {
+  let stack: Stack;
+
+  before(async () => {
+    stack = await startStack();
+  });
+
+  after(async () => {
+    await stack.close();
+  });
+
+  describe('authentication', () => {
+    it('answers 401 without a token, with a wrong one, and with another scheme', async () => {
+      const url = `${stack.service.url}/domains`;
+
+      const none = await fetch(url);
+      const wrong = await fetch(url, { headers: { authorization: 'Bearer not-the-token' } });
+      const basic = await fetch(url, { headers: { authorization: 'Basic dXNlcjpwYXNz' } });
+
+      for (const answer of [none, wrong, basic]) {
+        expect(answer.status).to.equal(401);
+        expect(answer.headers.get('www-authenticate')).to.match(/^Bearer/);
+        expect((await answer.json()).code).to.equal('unauthorized');
+      }
+    });
+
+    it('answers the health checks without a token', async () => {
+      const live = await fetch(`${stack.service.url}/health/live`);
+      const ready = await fetch(`${stack.service.url}/health/ready`);
+
+      expect(live.status).to.equal(200);
+      expect(ready.status).to.equal(200);
+      expect((await ready.json()).checks).to.deep.equal({
+        redis: 'ok',
+        keycloak: 'ok',
+        wac_core: 'ok',
+      });
+    });
+  });
+
+  describe('bad input', () => {
+    it('answers 400 for malformed JSON, never 500', async () => {
+      const answer = await stack.call('POST', '/users', '{"user": {"username": "ada",');
+
+      expect(answer.status).to.equal(400);
+      expect(answer.body).to.deep.equal({
+        error: 'the request body is not valid JSON',
+        code: 'validation_failed',
+      });
+    });
+
+    it('answers 415 for a body that is not JSON', async () => {
+      const answer = await stack.call('POST', '/domains', 'domain=example.com', {
+        'content-type': 'application/x-www-form-urlencoded',
+      });
+
+      expect(answer.status).to.equal(415);
+      expect(answer.body.code).to.equal('unsupported_media_type');
+    });
+
+    it('answers 413 for a body over the limit', async () => {
+      const huge = { domain: { domain: 'example.com', origins: ['x'.repeat(2 * 1024 * 1024)] } };
+
+      const answer = await stack.call('POST', '/domains', huge);
+
+      expect(answer.status).to.equal(413);
+      expect(answer.body.code).to.equal('payload_too_large');
+    });
+
+    it('names an unknown key and a wrong type', async () => {
+      const answer = await stack.call('POST', '/domains', {
+        domain: { domain: 'example.com', enable_anonymous: 'maybe', colour: 'blue' },
+      });
+
+      expect(answer.status).to.equal(400);
+      expect(answer.body.details).to.deep.equal([
+        { path: 'domain.enable_anonymous', message: 'domain.enable_anonymous must be a boolean' },
+        { path: 'domain.colour', message: 'domain.colour is not allowed' },
+      ]);
+    });
+
+    it('answers 404 in the error shape for an unknown path or job', async () => {
+      const path = await stack.call('GET', '/nothing-here');
+      const job = await stack.call('GET', '/jobs/no-such-job');
+
+      expect(path.status).to.equal(404);
+      expect(path.body.code).to.equal('not_found');
+      expect(job.status).to.equal(404);
+      expect(job.body).to.deep.equal({ error: 'job no-such-job not found', code: 'not_found' });
+    });
+
+    it('answers 405 naming the methods a path takes', async () => {
+      const answer = await stack.call('DELETE', '/users');
+
+      expect(answer.status).to.equal(405);
+      expect(answer.body.error).to.include('POST');
+    });
+  });
+
+  describe('domains', () => {
+    it('creates a domain, lists it by name or part of it, and refuses a twin', async () => {
+      const created = await stack.call('POST', '/domains', {
+        domain: { domain: 'Acme.Example.com', origins: ['/.*/'], enable_anonymous: true },
+      });
+
+      expect(created.status).to.equal(201);
+      expect(created.body.domain).to.deep.include({
+        domain: 'acme.example.com',
+        origins: ['/.*/'],
+        enable_anonymous: true,
+        remote_sip_register: false,
+        parent: null,
+      });
+      expect(created.body.domain.id).to.match(/^[0-9a-f]{24}$/);
+
+      const exact = await stack.call('GET', '/domains?name=acme.example.com');
+      const part = await stack.call('GET', '/domains?nameContains=ACME');
+      const none = await stack.call('GET', '/domains?name=acme');
+      expect(exact.body.domains).to.deep.equal([created.body.domain]);
+      expect(part.body.domains).to.deep.equal([created.body.domain]);
+      expect(none.body.domains).to.deep.equal([]);
+
+      const twin = await stack.call('POST', '/domains', { domain: { domain: 'acme.example.com' } });
+      expect(twin.status).to.equal(409);
+      expect(twin.body.code).to.equal('conflict');
+    });
+
+    it('refuses a domain whose parent does not exist', async () => {
+      const answer = await stack.call('POST', '/domains', {
+        domain: { domain: 'child.example.org', parent: 'example.org' },
+      });
+
+      expect(answer.status).to.equal(400);
+      expect(answer.body.code).to.equal('unknown_domain');
+    });
+  });
+});
