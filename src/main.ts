@@ -64,13 +64,15 @@ async function probeRedis(url: string): Promise<string | undefined> {
     retryStrategy: () => null,
     connectTimeout: 3_000,
   });
-  redis.on('error', () => undefined);
+  // connect() only says "Connection is closed"; the error event says why.
+  let cause: Error | undefined;
+  redis.on('error', (err: Error) => (cause ??= err));
   try {
     await redis.connect();
     await redis.ping();
     return undefined;
   } catch (err) {
-    return (err as Error).message;
+    return (cause ?? (err as Error)).message;
   } finally {
     redis.disconnect();
   }
