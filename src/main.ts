@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 
 import { ConfigError, loadConfig, type Config, type Mode } from './config.js';
-import { startEmulators, type RunningEmulators } from './emulators/index.js';
+import type { RunningEmulators } from './emulators/index.js';
 import { createLogger } from './logger.js';
 import { startService } from './service.js';
 
@@ -32,7 +32,11 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const logger = createLogger(config.logLevel);
-  const emulators = mode === 'demo' ? await startEmulators(config) : undefined;
+  // The emulators are loaded only for the demo; production modes never import them.
+  const emulators =
+    mode === 'demo'
+      ? await (await import('./emulators/index.js')).startEmulators(config)
+      : undefined;
   const service = await startService(config, logger, {
     api: mode !== 'worker',
     worker: mode !== 'api',

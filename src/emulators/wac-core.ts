@@ -5,13 +5,7 @@ import Router from '@koa/router';
 import Koa from 'koa';
 
 import { Faults } from './faults.js';
-import {
-  CallLog,
-  listen,
-  readJson,
-  type ListenOptions,
-  type RunningServer,
-} from './server.js';
+import { CallLog, listen, readJson, type ListenOptions, type RunningServer } from './server.js';
 
 /*
  * An in-memory stand-in for wac-core's service API (`/sapi`): domains, users,
@@ -128,9 +122,7 @@ class IdMaker {
     const seconds = Math.floor(Date.now() / 1000);
     const count = this.counter++ & 0xffffff;
     return (
-      seconds.toString(16).padStart(8, '0') +
-      this.middle +
-      count.toString(16).padStart(6, '0')
+      seconds.toString(16).padStart(8, '0') + this.middle + count.toString(16).padStart(6, '0')
     );
   }
 }
@@ -498,9 +490,7 @@ class WacCoreStore {
     }
     const children = this.childrenOf(domain.domain);
     if (children.length > 0) {
-      throw conflict(
-        `The domain ${domain.domain} is the parent of ${children.join(', ')}.`,
-      );
+      throw conflict(`The domain ${domain.domain} is the parent of ${children.join(', ')}.`);
     }
 
     this.domainsById.delete(id);
@@ -667,9 +657,7 @@ class WacCoreStore {
 
   private checkUser(user: WacUser): void {
     if (!this.domainsById.has(user.domain)) {
-      throw badRequest(
-        `domain must be the id of an existing domain, not "${user.domain}".`,
-      );
+      throw badRequest(`domain must be the id of an existing domain, not "${user.domain}".`);
     }
 
     const owner = this.userIdByKey.get(userKey(user));
@@ -1112,9 +1100,7 @@ export interface WacCoreEmulator extends RunningServer {
   /** Stores a domain directly, under the API's rules; throws their error. */
   seedDomain(d: Partial<WacDomain> & { domain: string }): WacDomain;
   /** Stores users directly (all or none), under the API's rules. */
-  seedUsers(
-    users: Array<Partial<WacUser> & { domain: string; username: string }>,
-  ): WacUser[];
+  seedUsers(users: Array<Partial<WacUser> & { domain: string; username: string }>): WacUser[];
   /** Empties the data, the call log and the faults. */
   reset(): void;
 }

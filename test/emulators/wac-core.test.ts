@@ -425,8 +425,7 @@ describe('wac-core emulator', () => {
 
     it('validates role, email and the string lists', async () => {
       const base = { domain: acme.id, username: 'alice' };
-      const post = (extra: object) =>
-        call('POST', '/sapi/users', { body: { ...base, ...extra } });
+      const post = (extra: object) => call('POST', '/sapi/users', { body: { ...base, ...extra } });
       const role = await post({ role: 'root' });
       const email = await post({ email: 'x' });
       const phones = await post({ mobilePhone: [600000000] });
@@ -470,9 +469,7 @@ describe('wac-core emulator', () => {
       expect(await list('')).to.deep.equal([alice.id, bob.id, otherAlice.id]);
       expect(await list(`?domain=${acme.id}`)).to.deep.equal([alice.id, bob.id]);
       expect(await list('?username=ALICE')).to.deep.equal([alice.id, otherAlice.id]);
-      expect(await list(`?domain=${other.id}&username=alice`)).to.deep.equal([
-        otherAlice.id,
-      ]);
+      expect(await list(`?domain=${other.id}&username=alice`)).to.deep.equal([otherAlice.id]);
       expect(await list('?externalId=kc-b')).to.deep.equal([bob.id]);
       expect(await list(`?externalId=kc-b&domain=${other.id}`)).to.deep.equal([]);
       expect(await list(`?domain=${'0'.repeat(24)}`)).to.deep.equal([]);
@@ -597,9 +594,7 @@ describe('wac-core emulator', () => {
 
       await call('DELETE', `/sapi/users/${alice.id}`);
 
-      expect(wac.sipMappings().map((m) => m.ownerUri)).to.deep.equal([
-        `wac-user:${alice.id}`,
-      ]);
+      expect(wac.sipMappings().map((m) => m.ownerUri)).to.deep.equal([`wac-user:${alice.id}`]);
     });
   });
 
@@ -637,9 +632,7 @@ describe('wac-core emulator', () => {
         credential,
       });
       expect(reply.body.id).to.match(ID);
-      expect(reply.headers.get('location')).to.equal(
-        `/sapi/sipMappings/${reply.body.id}`,
-      );
+      expect(reply.headers.get('location')).to.equal(`/sapi/sipMappings/${reply.body.id}`);
     });
 
     it('stores missing optional credential fields as null', async () => {
@@ -697,10 +690,7 @@ describe('wac-core emulator', () => {
 
       const all = await call<WacSipMapping[]>('GET', '/sapi/sipMappings');
       const uri = encodeURIComponent(`wac-user:${bob.id}`);
-      const mine = await call<WacSipMapping[]>(
-        'GET',
-        `/sapi/sipMappings?ownerUri=${uri}`,
-      );
+      const mine = await call<WacSipMapping[]>('GET', `/sapi/sipMappings?ownerUri=${uri}`);
 
       expect(all.body).to.deep.equal([forAlice, forBob]);
       expect(all.headers.get('x-total-count')).to.equal('2');
@@ -812,18 +802,13 @@ describe('wac-core emulator', () => {
       expect(await names('')).to.deep.equal(['1001', '1003', '2001']);
       expect(await names('?nameContains=100')).to.deep.equal(['1001', '1003']);
       expect(await names('?valueContains=SMITH')).to.deep.equal(['1001', '1003']);
-      expect(await names('?nameContains=3&valueContains=smith')).to.deep.equal([
-        '1003',
-      ]);
+      expect(await names('?nameContains=3&valueContains=smith')).to.deep.equal(['1003']);
     });
 
     it('pages entries with offset and limit and counts all matches', async () => {
       for (let i = 0; i < 5; i++) await addEntry(`10${i}`, `user ${i}`);
 
-      const reply = await call<Array<{ name: string }>>(
-        'GET',
-        '/sapi/htable?offset=1&limit=2',
-      );
+      const reply = await call<Array<{ name: string }>>('GET', '/sapi/htable?offset=1&limit=2');
 
       expect(reply.body.map((e) => e.name)).to.deep.equal(['101', '102']);
       expect(reply.headers.get('x-total-count')).to.equal('5');
@@ -1078,23 +1063,14 @@ describe('wac-core emulator', () => {
       const started = performance.now();
       for (let i = 0; i < 50; i++) {
         const n = 1 + i * 1998; // odd, so in domain a
-        const byName = await call<WacUser[]>(
-          'GET',
-          `/sapi/users?domain=${a}&username=USER${n}`,
-        );
-        const byExternal = await call<WacUser[]>(
-          'GET',
-          `/sapi/users?externalId=kc-${n}`,
-        );
+        const byName = await call<WacUser[]>('GET', `/sapi/users?domain=${a}&username=USER${n}`);
+        const byExternal = await call<WacUser[]>('GET', `/sapi/users?externalId=kc-${n}`);
         expect(byName.body.map((u) => u.username)).to.deep.equal([`user${n}`]);
         expect(byExternal.body.map((u) => u.username)).to.deep.equal([`user${n}`]);
       }
       const elapsed = performance.now() - started;
 
-      const lastPage = await call<WacUser[]>(
-        'GET',
-        `/sapi/users?domain=${a}&offset=49990`,
-      );
+      const lastPage = await call<WacUser[]>('GET', `/sapi/users?domain=${a}&offset=49990`);
       expect(lastPage.body).to.have.length(10);
       expect(lastPage.headers.get('x-total-count')).to.equal('50000');
       // 100 indexed lookups take ~1 ms each here; scanning all 100 000 users
