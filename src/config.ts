@@ -26,11 +26,18 @@ export interface Config {
   };
   wacCoreUrl: string;
   apiTokens: string[];
+  /** The realm or client role a Keycloak access token needs to use the API. */
+  requiredRole: string;
+  /** Whether the caller-id table (`/htable`) is served; 404 otherwise. */
+  htableEnabled: boolean;
   syncTimeoutMs: number;
   /** Key material for encrypting secrets in job data. */
   secretKey: string;
   worker: {
     concurrency: number;
+    logoutConcurrency: number;
+    /** Users one domain logout logs out at once. */
+    logoutFanOut: number;
     attempts: number;
     backoffMs: number;
   };
@@ -59,9 +66,19 @@ const schema = Joi.object({
     .uri({ scheme: ['http', 'https'] })
     .default('http://127.0.0.1:8001/sapi'),
   KITTER_API_TOKENS: Joi.string(),
+  KITTER_REQUIRED_ROLE: Joi.string()
+    .max(255)
+    .pattern(/^\S+$/)
+    .messages({ 'string.pattern.base': '{{#label}} must be one role name, without spaces' })
+    .default('kitter-admin'),
+  KITTER_HTABLE_ENABLED: Joi.boolean()
+    .default(false)
+    .messages({ 'boolean.base': '{{#label}} must be true or false' }),
   KITTER_SYNC_TIMEOUT_MS: Joi.number().integer().min(0).max(300_000).default(10_000),
   KITTER_SECRET_KEY: Joi.string().min(16),
   KITTER_WORKER_CONCURRENCY: Joi.number().integer().min(1).max(1000).default(20),
+  KITTER_LOGOUT_CONCURRENCY: Joi.number().integer().min(1).max(100).default(2),
+  KITTER_LOGOUT_FAN_OUT: Joi.number().integer().min(1).max(200).default(10),
   KITTER_JOB_ATTEMPTS: Joi.number().integer().min(1).max(100).default(8),
   KITTER_JOB_BACKOFF_MS: Joi.number().integer().min(1).max(600_000).default(1000),
   KITTER_BACKEND_TIMEOUT_MS: Joi.number().integer().min(100).max(120_000).default(10_000),
@@ -118,10 +135,14 @@ export function loadConfig(mode: Mode, env: Env = process.env): Config {
     },
     wacCoreUrl: stripSlash(value.WAC_CORE_URL),
     apiTokens,
+    requiredRole: value.KITTER_REQUIRED_ROLE,
+    htableEnabled: value.KITTER_HTABLE_ENABLED,
     syncTimeoutMs: value.KITTER_SYNC_TIMEOUT_MS,
     secretKey: secretKey!,
     worker: {
       concurrency: value.KITTER_WORKER_CONCURRENCY,
+      logoutConcurrency: value.KITTER_LOGOUT_CONCURRENCY,
+      logoutFanOut: value.KITTER_LOGOUT_FAN_OUT,
       attempts: value.KITTER_JOB_ATTEMPTS,
       backoffMs: value.KITTER_JOB_BACKOFF_MS,
     },

@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 
 import { createApp } from './api/app.js';
 import { DomainLookup } from './api/domain-lookup.js';
+import { IdempotencyKeys } from './api/idempotency.js';
 import { KeycloakClient } from './clients/keycloak.js';
 import { TokenSource } from './clients/token-source.js';
 import { WacCoreClient } from './clients/wac-core.js';
@@ -63,7 +64,10 @@ export async function startService(
       listen: [...QUEUE_NAMES],
     });
     const domains = new DomainLookup(wac);
-    const app = createApp({ config, logger, redis, gateway, keycloak, wac, secrets, domains });
+    const idempotency = new IdempotencyKeys(redis, config.queuePrefix, config.secretKey);
+    const app = createApp({
+      ...{ config, logger, redis, gateway, keycloak, wac, secrets, domains, idempotency },
+    });
 
     const server = http.createServer(app.callback());
     server.listen(config.port, config.host);
@@ -83,8 +87,13 @@ export async function startService(
     const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
     connection.on('error', () => undefined);
     workers = startWorkers(
-      { keycloak, wac, secrets, logger },
-      { connection, prefix: config.queuePrefix, concurrency: config.worker.concurrency },
+      { keycloak, wac, secrets, logger, settings: { logoutFanOut: config.worker.logoutFanOut } },
+      {
+        connection,
+        prefix: config.queuePrefix,
+        concurrency: config.worker.concurrency,
+        logoutConcurrency: config.worker.logoutConcurrency,
+      },
     );
     // Workers close before the queues and connections they use.
     closers.splice(1, 0, () => workers!.close(WORKER_DEADLINE_MS));

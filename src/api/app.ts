@@ -1,9 +1,12 @@
 import Koa from 'koa';
 
+import { bearerAuth } from './auth.js';
 import type { ApiDeps } from './deps.js';
-import { bearerAuth, errorBoundary, jsonBody, requestLog, type ApiState } from './middleware.js';
+import { errorBoundary, jsonBody, requestLog, type ApiState } from './middleware.js';
+import { docsRoutes } from './routes/docs.js';
 import { domainRoutes } from './routes/domains.js';
 import { healthRoutes } from './routes/health.js';
+import { htableRoutes } from './routes/htable.js';
 import { jobRoutes } from './routes/jobs.js';
 import { userRoutes } from './routes/users.js';
 
@@ -15,12 +18,13 @@ export function createApp(deps: ApiDeps): Koa<ApiState> {
   app.silent = true;
 
   const open = healthRoutes(deps);
-  const secured = [domainRoutes(deps), userRoutes(deps), jobRoutes(deps)];
+  const secured = [domainRoutes(deps), userRoutes(deps), jobRoutes(deps), htableRoutes(deps)];
 
   app.use(requestLog(deps.logger));
   app.use(errorBoundary());
   app.use(open.routes());
-  app.use(bearerAuth(deps.config.apiTokens));
+  app.use(docsRoutes(deps).routes());
+  app.use(bearerAuth(deps.config));
   app.use(jsonBody());
   for (const router of secured) {
     app.use(router.routes());

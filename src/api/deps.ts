@@ -7,6 +7,7 @@ import type { JobGateway } from '../jobs/gateway.js';
 import type { SecretBox } from '../jobs/secrets.js';
 import type { Logger } from '../logger.js';
 import type { DomainLookup } from './domain-lookup.js';
+import type { IdempotencyKeys } from './idempotency.js';
 
 /** What the API's routes work with. */
 export interface ApiDeps {
@@ -18,4 +19,5 @@ export interface ApiDeps {
   wac: WacCoreClient;
   secrets: SecretBox;
   domains: DomainLookup;
+  idempotency: IdempotencyKeys;
 }

@@ -1,14 +1,17 @@
-import { randomUUID, timingSafeEqual } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 
 import type Koa from 'koa';
 import { koaBody } from 'koa-body';
 
 import { ApiError, BackendError, apiErrorOf, errors } from '../errors.js';
 import type { Logger } from '../logger.js';
+import type { Caller } from './auth.js';
 
 export interface ApiState {
   requestId: string;
   log: Logger;
+  /** Set by the bearer check; absent on open routes and refused requests. */
+  caller?: Caller;
 }
 
 export type ApiContext = Koa.ParameterizedContext<ApiState>;
@@ -39,6 +42,7 @@ export function requestLog(logger: Logger): Koa.Middleware<ApiState> {
           route: typeof route === 'string' ? route : undefined,
           path: ctx.path,
           status: ctx.status,
+          caller: ctx.state.caller,
           ms: Math.round(ms * 10) / 10,
         },
         'request',
@@ -86,23 +90,6 @@ function toApiError(err: unknown): ApiError {
     return new ApiError(status, 'validation_failed', (err as Error).message);
   }
   return errors.internal();
-}
-
-/** Checks `Authorization: Bearer <token>` against the configured tokens. */
-export function bearerAuth(tokens: string[]): Koa.Middleware<ApiState> {
-  const accepted = tokens.map((token) => Buffer.from(token));
-
-  return async (ctx, next) => {
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(ctx.get('Authorization'));
-    if (!match) throw errors.unauthorized();
-
-    const given = Buffer.from(match[1]);
-    const known = accepted.some(
-      (token) => token.length === given.length && timingSafeEqual(token, given),
-    );
-    if (!known) throw errors.unauthorized('the bearer token is not valid');
-    await next();
-  };
 }
 
 export const JSON_LIMIT = '1mb';

@@ -19,7 +19,8 @@ export function validate<T>(schema: Joi.Schema, value: unknown, what = 'the requ
     message: detail.message,
   }));
   const first = details[0];
-  const where = first.path ? `${first.path}: ` : '';
+  // Joi's messages name the field already, except for some about the whole value.
+  const where = first.path && !first.message.startsWith(first.path) ? `${first.path}: ` : '';
   const more = details.length > 1 ? ` (and ${details.length - 1} more problems)` : '';
   throw errors.validation(`${what} is invalid: ${where}${first.message}${more}`, details);
 }

@@ -55,6 +55,9 @@ export interface Page<T> {
 
 type Query = Record<string, string | number | undefined>;
 
+/** wac-core lists at most this many records a page. */
+const HTABLE_PAGE = 1000;
+
 export interface WacCoreClientOptions {
   /** Base URL including the path, e.g. `http://127.0.0.1:8001/sapi`. */
   url: string;
@@ -141,6 +144,58 @@ export class WacCoreClient {
 
   deleteSipMapping(id: string): Promise<boolean> {
     return this.deleteOrFalse('delete SIP mapping', `/sipMappings/${id}`);
+  }
+
+  updateDomain(id: string, changes: Partial<WacDomain>): Promise<WacDomain> {
+    return this.send('update domain', 'PATCH', `/domains/${id}`, changes);
+  }
+
+  deleteDomain(id: string): Promise<boolean> {
+    return this.deleteOrFalse('delete domain', `/domains/${id}`);
+  }
+
+  /** The wac-core user tied to a Keycloak user (kitter writes the Keycloak id as externalId). */
+  async findUserByKeycloakId(keycloakId: string): Promise<WacUser | undefined> {
+    const page = await this.list<WacUser>('find user', '/users', {
+      externalId: keycloakId,
+      limit: 1,
+    });
+    return page.items[0];
+  }
+
+  async countUsersInDomain(domainId: string): Promise<number> {
+    return (await this.list('count users', '/users', { domain: domainId, limit: 1 })).total;
+  }
+
+  /** Replaces the credential of a SIP mapping. */
+  updateSipMapping(id: string, credential: SipCredential): Promise<WacSipMapping> {
+    return this.send('update SIP mapping', 'PUT', `/sipMappings/${id}`, { credential });
+  }
+
+  listHtable(query: Query): Promise<Page<WacHtableEntry>> {
+    return this.list('list htable entries', '/htable', query);
+  }
+
+  /**
+   * The htable entry of exactly this name. wac-core filters by part of a name only (and
+   * case-insensitively), so the matches are read page by page until the name turns up.
+   */
+  async findHtableEntry(name: string): Promise<WacHtableEntry | undefined> {
+    for (let offset = 0; ; offset += HTABLE_PAGE) {
+      const page = await this.listHtable({ nameContains: name, offset, limit: HTABLE_PAGE });
+      const found = page.items.find((entry) => entry.name === name);
+      if (found) return found;
+      if (page.items.length < HTABLE_PAGE || offset + HTABLE_PAGE >= page.total) return undefined;
+    }
+  }
+
+  createHtableEntry(entry: WacHtableEntry): Promise<WacHtableEntry> {
+    return this.send('create htable entry', 'POST', '/htable', entry);
+  }
+
+  /** False when there was no such entry. */
+  deleteHtableEntry(name: string): Promise<boolean> {
+    return this.deleteOrFalse('delete htable entry', `/htable/${encodeURIComponent(name)}`);
   }
 
   close(): Promise<void> {

@@ -15,7 +15,11 @@ export interface JobView {
   id: string;
   type: string;
   state: JobStatus;
-  progress: number | Record<string, unknown>;
+  /** 0–100. */
+  progress: number;
+  /** For jobs that fan out over many users: how many are done, of how many. */
+  done?: number;
+  total?: number;
   attempts: number;
   created_at: string;
   finished_at: string | null;
@@ -29,6 +33,14 @@ const STATUS_OF: Partial<Record<JobState | 'unknown', JobStatus>> = {
   failed: 'failed',
 };
 
+/** How long the last job of an order key is remembered: longer than any job waits. */
+const ORDER_TTL_S = 24 * 3600;
+
+/** Set on a job that must wait for an earlier job on the same user or domain. */
+export interface Ordered {
+  after?: string;
+}
+
 /** The poll that backs up QueueEvents, whose trimmed stream can miss events under load. */
 const POLL_MS = 250;
 
@@ -40,10 +52,15 @@ export class JobGateway {
   private readonly events = new Map<QueueName, QueueEvents>();
   private readonly waiting = new Map<string, Set<() => void>>();
 
+  private readonly redis: Redis;
+  private readonly prefix: string;
+
   constructor(
     private readonly queues: Queues,
     options: { connection: Redis; prefix: string; listen: QueueName[] },
   ) {
+    this.redis = options.connection;
+    this.prefix = options.prefix;
     for (const name of options.listen) {
       const events = new QueueEvents(name, {
         connection: options.connection.duplicate({ maxRetriesPerRequest: null }),
@@ -57,10 +74,27 @@ export class JobGateway {
     }
   }
 
-  async submit<T>(type: JobType, data: T, jobId: string = randomUUID()): Promise<Job<T>> {
+  /**
+   * Adds a job. Jobs given the same `orderKey` (one user, one domain) run in the order they were
+   * submitted: each job names the one before it in `after`, and a worker does not start a job
+   * whose predecessor is still pending. Jobs with different keys run in parallel.
+   */
+  async submit<T extends object>(
+    type: JobType,
+    data: T,
+    options: { jobId?: string; orderKey?: string } = {},
+  ): Promise<Job<T & Ordered>> {
     const queue = this.queues[QUEUE_OF[type]];
+    const jobId = options.jobId ?? randomUUID();
+
     try {
-      return (await queue.add(type, data, { jobId })) as Job<T>;
+      const ordered: T & Ordered = { ...data };
+      if (options.orderKey) {
+        const key = `${this.prefix}:order:${options.orderKey}`;
+        const before = await this.redis.set(key, jobId, 'EX', ORDER_TTL_S, 'GET');
+        if (before && before !== jobId) ordered.after = before;
+      }
+      return (await queue.add(type, ordered, { jobId })) as Job<T & Ordered>;
     } catch {
       throw errors.queueUnavailable();
     }
@@ -132,18 +166,27 @@ export class JobGateway {
 
 export function toView(job: Job, state: JobState | 'unknown'): JobView {
   const status = STATUS_OF[state] ?? 'queued';
-  const progress =
-    typeof job.progress === 'object' ? job.progress : status === 'succeeded' ? 100 : 0;
+  const fanOut = fanOutOf(job.progress);
+  let progress = typeof job.progress === 'number' ? job.progress : 0;
+  if (fanOut) progress = fanOut.total > 0 ? Math.floor((100 * fanOut.done) / fanOut.total) : 0;
+  if (status === 'succeeded') progress = 100;
 
   return {
     id: job.id!,
     type: job.name,
     state: status,
-    progress: progress as JobView['progress'],
+    progress,
+    ...fanOut,
     attempts: job.attemptsStarted ?? job.attemptsMade,
     created_at: new Date(job.timestamp).toISOString(),
     finished_at: job.finishedOn ? new Date(job.finishedOn).toISOString() : null,
     result: status === 'succeeded' ? (job.returnvalue ?? null) : null,
     error: status === 'failed' ? decodeFailure(job.failedReason) : null,
   };
+}
+
+function fanOutOf(progress: unknown): { done: number; total: number } | undefined {
+  const p = progress as { done?: unknown; total?: unknown } | null;
+  if (typeof p?.done !== 'number' || typeof p.total !== 'number') return undefined;
+  return { done: p.done, total: p.total };
 }

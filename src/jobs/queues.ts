@@ -7,13 +7,29 @@ export type QueueName = (typeof QUEUE_NAMES)[number];
 /** Job types, which are also BullMQ job names. */
 export const JOB_TYPES = {
   userCreate: 'user.create',
+  userUpdate: 'user.update',
+  userDelete: 'user.delete',
+  userLogout: 'user.logout',
   domainCreate: 'domain.create',
+  domainUpdate: 'domain.update',
+  domainDelete: 'domain.delete',
+  domainLogout: 'domain.logout',
+  htableCreate: 'htable.create',
+  htableDelete: 'htable.delete',
 } as const;
 export type JobType = (typeof JOB_TYPES)[keyof typeof JOB_TYPES];
 
 export const QUEUE_OF: Record<JobType, QueueName> = {
   'user.create': 'provisioning',
+  'user.update': 'provisioning',
+  'user.delete': 'provisioning',
+  'user.logout': 'logout',
   'domain.create': 'provisioning',
+  'domain.update': 'provisioning',
+  'domain.delete': 'provisioning',
+  'domain.logout': 'logout',
+  'htable.create': 'provisioning',
+  'htable.delete': 'provisioning',
 };
 
 export interface RetryPolicy {

@@ -1,5 +1,15 @@
-import type { DomainInput } from '../model/domains.js';
-import type { UserSpec } from '../model/users.js';
+import type { UserRepresentation } from '../clients/keycloak.js';
+import type { WacHtableEntry, WacUser } from '../clients/wac-core.js';
+import type { DomainInput, DomainPatch } from '../model/domains.js';
+import type { UserPatchSpec, UserSpec } from '../model/users.js';
+import type { Ordered } from './gateway.js';
+
+/** What every job carries besides its own fields. */
+interface JobBase extends Ordered {
+  v: 1;
+  /** The API request that asked for the job, to follow it through the logs. */
+  requestId?: string;
+}
 
 /** What a job has done so far, saved after each step so a re-run picks up from there. */
 export interface UserCreateProgress {
@@ -8,29 +18,86 @@ export interface UserCreateProgress {
   sipMappingId?: string;
 }
 
-export interface UserCreateData {
-  v: 1;
+export interface UserCreateData extends JobBase {
   user: UserSpec;
   /** The user's passwords, sealed with the SecretBox; absent when there are none. */
   secrets?: string;
-  requestId?: string;
   progress?: UserCreateProgress;
 }
 
-export interface DomainCreateData {
-  v: 1;
+export interface UserUpdateData extends JobBase {
+  userId: string;
+  patch: UserPatchSpec;
+  secrets?: string;
+  /** The user as it was before the job's first write, to put back if the job fails for good. */
+  before?: { keycloak: UserRepresentation; wac: WacUser };
+}
+
+export interface UserDeleteData extends JobBase {
+  userId: string;
+  /** Set before the first delete: on a re-run, finding nothing means the work is done. */
+  started?: boolean;
+}
+
+export interface UserLogoutData extends JobBase {
+  userId: string;
+}
+
+export interface DomainCreateData extends JobBase {
   domain: DomainInput;
-  requestId?: string;
   /** Set before the domain is sent to wac-core: a re-run may find its own earlier write. */
   sent?: boolean;
 }
 
-/** A job's data is input too: the processors check it before acting on it. */
+export interface DomainUpdateData extends JobBase {
+  domainId: string;
+  changes: DomainPatch;
+}
+
+export interface DomainDeleteData extends JobBase {
+  domainId: string;
+  started?: boolean;
+}
+
+export interface DomainLogoutData extends JobBase {
+  domainId: string;
+  /** The domain's name: its users carry it in their Keycloak `domain` attribute. */
+  domain: string;
+  /** How many users of the domain's list are logged out: a re-run goes on from there. */
+  cursor?: number;
+}
+
+export interface HtableCreateData extends JobBase {
+  entry: WacHtableEntry;
+  /** Set before the entry is sent to wac-core: a re-run may find its own earlier write. */
+  sent?: boolean;
+}
+
+export interface HtableDeleteData extends JobBase {
+  name: string;
+  /** Set before the delete is sent: on a re-run, finding nothing means the work is done. */
+  started?: boolean;
+}
+
+type FieldKind = 'string' | 'object';
+
+/**
+ * A job's data is input too: processors check it before acting on it. True when `data` is a
+ * version-1 job with each named field of the named kind.
+ */
+export function hasFields(data: unknown, fields: Record<string, FieldKind>): boolean {
+  const record = data as Record<string, unknown> | null;
+  if (typeof record !== 'object' || record === null || record.v !== 1) return false;
+  return Object.entries(fields).every(
+    ([name, kind]) => typeof record[name] === kind && record[name] !== null,
+  );
+}
+
 export function isUserCreateData(data: unknown): data is UserCreateData {
   const d = data as UserCreateData;
   return (
-    d?.v === 1 &&
-    typeof d.user?.username === 'string' &&
+    hasFields(data, { user: 'object' }) &&
+    typeof d.user.username === 'string' &&
     typeof d.user.attributes?.domain === 'string' &&
     (d.secrets === undefined || typeof d.secrets === 'string')
   );
@@ -38,5 +105,14 @@ export function isUserCreateData(data: unknown): data is UserCreateData {
 
 export function isDomainCreateData(data: unknown): data is DomainCreateData {
   const d = data as DomainCreateData;
-  return d?.v === 1 && typeof d.domain?.domain === 'string';
+  return hasFields(data, { domain: 'object' }) && typeof d.domain.domain === 'string';
+}
+
+export function isHtableCreateData(data: unknown): data is HtableCreateData {
+  const d = data as HtableCreateData;
+  return (
+    hasFields(data, { entry: 'object' }) &&
+    typeof d.entry.name === 'string' &&
+    typeof d.entry.value === 'string'
+  );
 }

@@ -59,13 +59,13 @@ export const domainCreateSchema = Joi.object({
 
 export function toWacDomain(input: DomainInput): Partial<WacDomain> {
   return {
-    domain: input.domain,
-    enableAnonymous: input.enable_anonymous ?? false,
-    anonymousCapabilities: input.anonymous_capabilities ?? [],
-    origins: input.origins ?? [],
-    parent: input.parent ?? null,
-    remoteSipRegister: input.remote_sip_register ?? false,
-    services: input.services ?? {},
+    enableAnonymous: false,
+    anonymousCapabilities: [],
+    origins: [],
+    parent: null,
+    remoteSipRegister: false,
+    services: {},
+    ...toWacDomainPatch(input),
   };
 }
 
@@ -80,4 +80,38 @@ export function fromWacDomain(domain: WacDomain): Domain {
     remote_sip_register: domain.remoteSipRegister,
     services: domain.services,
   };
+}
+
+/** A change to a domain, as `PATCH /domains/{id}` takes it (flat). */
+export type DomainPatch = Omit<Partial<Domain>, 'id'>;
+
+export const domainPatchSchema = Joi.object({
+  domain: domainName,
+  enable_anonymous: Joi.boolean(),
+  anonymous_capabilities: stringList,
+  origins: stringList,
+  parent: domainName.allow(null),
+  remote_sip_register: Joi.boolean(),
+  services,
+})
+  .min(1)
+  .messages({ 'object.min': 'the request body must change at least one field' });
+
+const WAC_FIELDS: Record<keyof DomainPatch, keyof WacDomain> = {
+  domain: 'domain',
+  enable_anonymous: 'enableAnonymous',
+  anonymous_capabilities: 'anonymousCapabilities',
+  origins: 'origins',
+  parent: 'parent',
+  remote_sip_register: 'remoteSipRegister',
+  services: 'services',
+};
+
+/** The wac-core fields of a patch: only those the patch names. */
+export function toWacDomainPatch(patch: DomainPatch): Partial<WacDomain> {
+  const changes: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(patch)) {
+    if (value !== undefined) changes[WAC_FIELDS[key as keyof DomainPatch]] = value;
+  }
+  return changes as Partial<WacDomain>;
 }

@@ -1,7 +1,7 @@
 import Joi from 'joi';
 
 import type { UserRepresentation } from '../clients/keycloak.js';
-import type { WacSipMapping, WacUser } from '../clients/wac-core.js';
+import type { SipCredential, WacSipMapping, WacUser } from '../clients/wac-core.js';
 import { domainName } from './domains.js';
 
 export const MASKED = '********';
@@ -86,21 +86,25 @@ export const sipMappingSchema = Joi.object({
   sip_auth_proxy: Joi.string().trim().max(1024),
 });
 
+const email = Joi.string().trim().lowercase().email({ tlds: false }).max(254);
+const capabilities = Joi.array().items(capability).max(256).unique();
+const credentials = Joi.object({
+  password: secret.required(),
+  temporary: Joi.boolean(),
+});
+
 export const userCreateSchema = Joi.object({
   username: username.required(),
-  email: Joi.string().trim().lowercase().email({ tlds: false }).max(254),
+  email,
   enabled: Joi.boolean(),
   first_name: name,
   last_name: name,
   email_verified: Joi.boolean(),
-  credentials: Joi.object({
-    password: secret.required(),
-    temporary: Joi.boolean(),
-  }),
+  credentials,
   attributes: Joi.object({
     domain: domainName.required(),
     phone_number: phoneNumber,
-    capabilities: Joi.array().items(capability).max(256).unique(),
+    capabilities,
     sip_mapping: sipMappingSchema,
   }).required(),
 });
@@ -119,20 +123,80 @@ export type UserSpec = Omit<UserInput, 'credentials' | 'attributes'> & {
   };
 };
 
+/** A change to a user, as `PATCH /users/{id}` takes it; `null` removes a field. */
+export interface UserPatch {
+  username?: string;
+  email?: string | null;
+  enabled?: boolean;
+  first_name?: string | null;
+  last_name?: string | null;
+  email_verified?: boolean;
+  credentials?: { password: string; temporary?: boolean };
+  attributes?: {
+    domain?: string;
+    phone_number?: string | null;
+    capabilities?: string[];
+    sip_mapping?: SipMappingInput | null;
+  };
+}
+
+/** Job-safe copy of a user patch: the passwords taken out. */
+export type UserPatchSpec = Omit<UserPatch, 'credentials' | 'attributes'> & {
+  credentials?: { temporary?: boolean };
+  attributes?: Omit<NonNullable<UserPatch['attributes']>, 'sip_mapping'> & {
+    sip_mapping?: Omit<SipMappingInput, 'password'> | null;
+  };
+};
+
+export const userPatchSchema = Joi.object({
+  // Deprecated in the reference and ignored: the id is the one in the path.
+  id: Joi.any().strip(),
+  username,
+  email: email.allow(null),
+  enabled: Joi.boolean(),
+  first_name: name.allow(null),
+  last_name: name.allow(null),
+  email_verified: Joi.boolean(),
+  credentials: credentials,
+  attributes: Joi.object({
+    domain: domainName,
+    phone_number: phoneNumber.allow(null),
+    capabilities,
+    sip_mapping: sipMappingSchema.allow(null),
+  }).min(1),
+})
+  .min(1)
+  .messages({ 'object.min': 'the request body must change at least one field' });
+
 export function splitSecrets(input: UserInput): { spec: UserSpec; secrets: UserSecrets } {
+  return takeSecrets(input) as { spec: UserSpec; secrets: UserSecrets };
+}
+
+export function splitPatchSecrets(input: UserPatch): { spec: UserPatchSpec; secrets: UserSecrets } {
+  return takeSecrets(input) as { spec: UserPatchSpec; secrets: UserSecrets };
+}
+
+/** Takes the user password and the SIP password out of a create or a patch. */
+function takeSecrets(input: UserInput | UserPatch): { spec: object; secrets: UserSecrets } {
   const { credentials, attributes, ...rest } = input;
-  const { sip_mapping: sip, ...otherAttributes } = attributes;
-  const spec: UserSpec = { ...rest, attributes: { ...otherAttributes } };
   const secrets: UserSecrets = {};
+  const spec: Record<string, unknown> = { ...rest };
 
   if (credentials) {
     spec.credentials = { temporary: credentials.temporary };
     secrets.password = credentials.password;
   }
-  if (sip) {
-    const { password, ...publicSip } = sip;
-    spec.attributes.sip_mapping = publicSip;
-    secrets.sipPassword = password;
+  if (attributes) {
+    const { sip_mapping: sip, ...otherAttributes } = attributes;
+    const publicAttributes: Record<string, unknown> = { ...otherAttributes };
+    if (sip) {
+      const { password, ...publicSip } = sip;
+      publicAttributes.sip_mapping = publicSip;
+      secrets.sipPassword = password;
+    } else if (sip === null) {
+      publicAttributes.sip_mapping = null;
+    }
+    spec.attributes = publicAttributes;
   }
   return { spec, secrets };
 }
@@ -196,12 +260,20 @@ export function toSipMapping(
 
   return {
     ownerUri: ownerUriOf(wacUserId),
-    credential: {
-      username: sip.username,
-      password: secrets.sipPassword ?? '',
-      domain: sip.sip_domain ?? spec.attributes.domain,
-      authProxy: sip.sip_auth_proxy ?? '',
-    },
+    credential: sipCredentialOf(sip, secrets, spec.attributes.domain),
+  };
+}
+
+function sipCredentialOf(
+  sip: Omit<SipMappingInput, 'password'>,
+  secrets: UserSecrets,
+  domain: string,
+): SipCredential {
+  return {
+    username: sip.username,
+    password: secrets.sipPassword ?? '',
+    domain: sip.sip_domain ?? domain,
+    authProxy: sip.sip_auth_proxy ?? '',
   };
 }
 
@@ -241,4 +313,66 @@ export function toApiUser(
     };
   }
   return user;
+}
+
+/**
+ * The whole Keycloak user after a patch: Keycloak's PUT drops attributes (and, since 24.0.4,
+ * email and names) that the body leaves out, so the patch is applied to the user as read.
+ */
+export function patchKeycloakUser(
+  current: UserRepresentation,
+  patch: UserPatchSpec,
+): UserRepresentation {
+  const next: UserRepresentation = { ...current, attributes: { ...current.attributes } };
+  const attributes = next.attributes!;
+  const set = <K extends keyof UserRepresentation>(key: K, value: unknown) => {
+    if (value === undefined) return;
+    if (value === null) delete next[key];
+    else next[key] = value as UserRepresentation[K];
+  };
+
+  set('username', patch.username);
+  set('email', patch.email);
+  set('enabled', patch.enabled);
+  set('firstName', patch.first_name);
+  set('lastName', patch.last_name);
+  set('emailVerified', patch.email_verified);
+
+  const changes = patch.attributes ?? {};
+  if (changes.domain !== undefined) attributes.domain = [changes.domain];
+  if (changes.phone_number === null) delete attributes.phone_number;
+  else if (changes.phone_number !== undefined) attributes.phone_number = [changes.phone_number];
+  return next;
+}
+
+/** The wac-core fields a patch changes, from the patched Keycloak user. */
+export function patchWacUser(
+  patched: UserRepresentation,
+  patch: UserPatchSpec,
+  domainId: string,
+): Partial<WacUser> {
+  const displayName = [patched.firstName, patched.lastName].filter(Boolean).join(' ');
+  const changes: Partial<WacUser> = {
+    domain: domainId,
+    username: patched.username,
+    email: patched.email ?? null,
+    displayName: displayName || null,
+  };
+  const attributes = patch.attributes ?? {};
+  if (attributes.capabilities) changes.capabilities = attributes.capabilities;
+  if (attributes.phone_number !== undefined) {
+    changes.mobilePhone = attributes.phone_number ? [attributes.phone_number] : [];
+  }
+  return changes;
+}
+
+/** The SIP credential a patch asks for, or null when it removes the mapping. */
+export function patchedSipCredential(
+  patch: UserPatchSpec,
+  secrets: UserSecrets,
+  domain: string,
+): SipCredential | null | undefined {
+  const sip = patch.attributes?.sip_mapping;
+  if (sip === undefined || sip === null) return sip;
+  return sipCredentialOf(sip, secrets, domain);
 }

@@ -9,4 +9,8 @@ export interface WorkerDeps {
   wac: WacCoreClient;
   secrets: SecretBox;
   logger: Logger;
+  settings: {
+    /** Users one domain logout logs out at once. */
+    logoutFanOut: number;
+  };
 }

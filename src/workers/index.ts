@@ -1,22 +1,39 @@
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { DelayedError, Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 
-import { JOB_TYPES, type JobType } from '../jobs/queues.js';
+import type { Ordered } from '../jobs/gateway.js';
+import { JOB_TYPES, QUEUE_NAMES, type JobType, type QueueName } from '../jobs/queues.js';
 import type { WorkerDeps } from './deps.js';
+import { deleteDomain, updateDomain } from './domain-change.js';
 import { createDomain } from './domain-create.js';
+import { logoutDomain } from './domain-logout.js';
+import { createHtableEntry, deleteHtableEntry } from './htable.js';
 import { createUser } from './user-create.js';
+import { deleteUser, logoutUser } from './user-delete.js';
+import { updateUser } from './user-update.js';
 
 type Processor = (job: Job, deps: WorkerDeps) => Promise<unknown>;
 
 const PROCESSORS: Record<JobType, Processor> = {
   [JOB_TYPES.userCreate]: createUser,
+  [JOB_TYPES.userUpdate]: updateUser,
+  [JOB_TYPES.userDelete]: deleteUser,
+  [JOB_TYPES.userLogout]: logoutUser,
   [JOB_TYPES.domainCreate]: createDomain,
+  [JOB_TYPES.domainUpdate]: updateDomain,
+  [JOB_TYPES.domainDelete]: deleteDomain,
+  [JOB_TYPES.domainLogout]: logoutDomain,
+  [JOB_TYPES.htableCreate]: createHtableEntry,
+  [JOB_TYPES.htableDelete]: deleteHtableEntry,
 };
 
 export interface WorkerOptions {
   connection: Redis;
   prefix: string;
+  /** Jobs of the provisioning queue one process runs at once. */
   concurrency: number;
+  /** Jobs of the logout queue one process runs at once (each fans out on its own). */
+  logoutConcurrency: number;
 }
 
 export interface RunningWorkers {
@@ -25,28 +42,69 @@ export interface RunningWorkers {
   close(deadlineMs?: number): Promise<void>;
 }
 
+/** How long a job waits before it looks again at the job it must follow. */
+const FOLLOW_DELAY_MS = 100;
+
 export function startWorkers(deps: WorkerDeps, options: WorkerOptions): RunningWorkers {
-  const provisioning = new Worker('provisioning', (job) => runJob(job, deps), {
-    connection: options.connection,
-    prefix: options.prefix,
-    concurrency: options.concurrency,
-  });
+  const { connection, prefix } = options;
+  // Lookups of the jobs that others must follow; the workers themselves never add jobs.
+  const lookups = new Map(
+    QUEUE_NAMES.map((name) => [name, new Queue(name, { connection, prefix })]),
+  );
 
-  provisioning.on('error', (err) => deps.logger.error({ err: String(err) }, 'worker error'));
+  const start = (name: QueueName, concurrency: number) => {
+    const queue = lookups.get(name)!;
+    const worker = new Worker(name, (job, token) => runJob(job, token, queue, deps), {
+      connection,
+      prefix,
+      concurrency,
+    });
+    worker.on('error', (err) =>
+      deps.logger.error({ err: String(err), queue: name }, 'worker error'),
+    );
+    return worker;
+  };
 
-  const workers = [provisioning];
+  const workers = [
+    start('provisioning', options.concurrency),
+    start('logout', options.logoutConcurrency),
+  ];
   let closing: Promise<void> | undefined;
 
   return {
     workers,
     close(deadlineMs = 30_000) {
-      closing ??= closeWithin(workers, deadlineMs);
+      closing ??= closeWithin(workers, deadlineMs).finally(() =>
+        Promise.all([...lookups.values()].map((queue) => queue.close())),
+      );
       return closing;
     },
   };
 }
 
-async function runJob(job: Job, deps: WorkerDeps): Promise<unknown> {
+/**
+ * Puts a job back for a moment while the job it must follow (an earlier write on the same user
+ * or domain) has not ended. A predecessor that failed or is gone no longer holds anyone up.
+ */
+async function followPredecessor(job: Job, token: string | undefined, queue: Queue) {
+  const after = (job.data as Ordered)?.after;
+  if (!after) return;
+
+  const state = await queue.getJobState(after);
+  if (state === 'completed' || state === 'failed' || state === 'unknown') return;
+
+  await job.moveToDelayed(Date.now() + FOLLOW_DELAY_MS, token);
+  throw new DelayedError();
+}
+
+async function runJob(
+  job: Job,
+  token: string | undefined,
+  queue: Queue,
+  deps: WorkerDeps,
+): Promise<unknown> {
+  await followPredecessor(job, token, queue);
+
   const started = Date.now();
   const context = {
     jobId: job.id,

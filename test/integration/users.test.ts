@@ -1,34 +1,8 @@
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
 
+import { PASSWORD, SIP_PASSWORD, userBody, waitForJob } from '../support/fixtures.js';
 import { API_TOKEN, startStack, type Stack } from '../support/stack.js';
-
-const PASSWORD = 'Corr3ct-Horse-Battery';
-const SIP_PASSWORD = 'sip-Secret-4242';
-
-function userBody(username: string, extra: Record<string, unknown> = {}) {
-  return {
-    user: {
-      username,
-      email: `${username}@example.com`,
-      first_name: 'Ada',
-      last_name: 'Lovelace',
-      credentials: { password: PASSWORD, temporary: false },
-      attributes: {
-        domain: 'example.com',
-        phone_number: '+34612345678',
-        capabilities: ['+chat', '-whiteboard'],
-        sip_mapping: {
-          username: `sip-${username}`,
-          password: SIP_PASSWORD,
-          sip_domain: 'sip.example.com',
-          sip_auth_proxy: 'sip:127.0.0.1:15060',
-        },
-      },
-      ...extra,
-    },
-  };
-}
 
 describe('creating users through the queue', function () {
   let stack: Stack;
@@ -270,14 +244,3 @@ describe('creating users through the queue', function () {
     }
   });
 });
-
-async function waitForJob(stack: Stack, id: string) {
-  for (let i = 0; i < 200; i++) {
-    const answer = await stack.call('GET', `/jobs/${id}`);
-    if (answer.body.job && ['succeeded', 'failed'].includes(answer.body.job.state)) {
-      return answer.body.job;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`job ${id} did not end`);
-}

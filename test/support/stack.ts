@@ -6,6 +6,7 @@ import { startKeycloakEmulator, type KeycloakEmulator } from '../../src/emulator
 import { startWacCoreEmulator, type WacCoreEmulator } from '../../src/emulators/wac-core.js';
 import { createLogger } from '../../src/logger.js';
 import { startService, type RunningService } from '../../src/service.js';
+import { assertContract } from './contract.js';
 import { testRedisUrl } from './redis.js';
 
 export const API_TOKEN = 'test-api-token-0123456789';
@@ -95,7 +96,12 @@ export async function startStack(
       } catch {
         // not JSON: keep the text
       }
-      return { status: response.status, headers: response.headers, body: parsed };
+      const answer = { status: response.status, headers: response.headers, body: parsed };
+
+      // Every answer an integration test gets is checked against /openapi.json here: throwing
+      // fails the very test that got it, with what broke the contract and the body it saw.
+      assertContract(config, method, path, answer);
+      return answer;
     },
     async close() {
       await service.close();

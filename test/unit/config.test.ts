@@ -84,4 +84,25 @@ describe('configuration', () => {
 
     expect(problems).to.deep.equal(['KITTER_API_TOKENS: every token needs 16+ characters']);
   });
+
+  it('reads the required role and the htable switch, with their defaults', () => {
+    const defaults = loadConfig('api', complete);
+    const set = loadConfig('api', {
+      ...complete,
+      KITTER_REQUIRED_ROLE: 'provisioner',
+      KITTER_HTABLE_ENABLED: 'true',
+    });
+    const problems = problemsOf('api', {
+      ...complete,
+      KITTER_REQUIRED_ROLE: 'two roles',
+      KITTER_HTABLE_ENABLED: 'yes please',
+    });
+
+    expect(defaults).to.include({ requiredRole: 'kitter-admin', htableEnabled: false });
+    expect(set).to.include({ requiredRole: 'provisioner', htableEnabled: true });
+    expect(problems).to.deep.equal([
+      'KITTER_REQUIRED_ROLE must be one role name, without spaces',
+      'KITTER_HTABLE_ENABLED must be true or false',
+    ]);
+  });
 });

@@ -2,30 +2,47 @@ import Router from '@koa/router';
 import Joi from 'joi';
 
 import type { WacDomain } from '../../clients/wac-core.js';
+import { errors } from '../../errors.js';
 import { JOB_TYPES } from '../../jobs/queues.js';
-import type { DomainCreateData } from '../../jobs/types.js';
-import { domainCreateSchema, fromWacDomain, type DomainInput } from '../../model/domains.js';
+import type {
+  DomainCreateData,
+  DomainDeleteData,
+  DomainLogoutData,
+  DomainUpdateData,
+} from '../../jobs/types.js';
+import {
+  domainCreateSchema,
+  domainPatchSchema,
+  fromWacDomain,
+  type DomainInput,
+  type DomainPatch,
+} from '../../model/domains.js';
 import type { ApiDeps } from '../deps.js';
 import type { ApiState } from '../middleware.js';
-import { answerJob } from '../respond.js';
+import { wacId } from '../params.js';
 import { validate } from '../validate.js';
+import { submitWrite } from '../writes.js';
 
-const listQuery = Joi.object({
+export const domainListQuery = Joi.object({
   name: Joi.string().trim().max(253),
   nameContains: Joi.string().trim().max(253),
 });
 
 const createBody = Joi.object({ domain: domainCreateSchema.required() });
 
+const idPath = Joi.object({ id: wacId.required() });
+
 /** wac-core lists at most this many domains a page. */
 const PAGE = 1000;
+
+const wrapDomain = { status: 200, wrap: (domain: unknown) => ({ domain }) };
 
 export function domainRoutes(deps: ApiDeps): Router<ApiState> {
   const router = new Router<ApiState>();
 
   router.get('/domains', async (ctx) => {
     const query = validate<{ name?: string; nameContains?: string }>(
-      listQuery,
+      domainListQuery,
       ctx.query,
       'the query',
     );
@@ -46,14 +63,69 @@ export function domainRoutes(deps: ApiDeps): Router<ApiState> {
     const body = validate<{ domain: DomainInput }>(createBody, ctx.request.body);
     const data: DomainCreateData = { v: 1, domain: body.domain, requestId: ctx.state.requestId };
 
-    const job = await deps.gateway.submit(JOB_TYPES.domainCreate, data);
-    await answerJob(ctx, deps.gateway, job, deps.config, {
-      status: 201,
-      wrap: (domain) => ({ domain }),
+    await submitWrite(ctx, deps, JOB_TYPES.domainCreate, data, {
+      orderKey: domainKey(body.domain.domain),
+      success: { ...wrapDomain, status: 201 },
+    });
+  });
+
+  router.get('/domains/:id', async (ctx) => {
+    const domain = await existingDomain(deps, ctx.params);
+    ctx.body = { domain: fromWacDomain(domain) };
+  });
+
+  router.patch('/domains/:id', async (ctx) => {
+    const { id } = validate<{ id: string }>(idPath, ctx.params, 'the path');
+    const changes = validate<DomainPatch>(domainPatchSchema, ctx.request.body);
+    const current = await existingDomain(deps, { id });
+
+    const data: DomainUpdateData = { v: 1, domainId: id, changes, requestId: ctx.state.requestId };
+    deps.domains.forget(current.domain);
+    await submitWrite(ctx, deps, JOB_TYPES.domainUpdate, data, {
+      orderKey: domainKey(current.domain),
+      success: wrapDomain,
+    });
+  });
+
+  router.delete('/domains/:id', async (ctx) => {
+    const current = await existingDomain(deps, ctx.params);
+
+    const data: DomainDeleteData = { v: 1, domainId: current.id, requestId: ctx.state.requestId };
+    deps.domains.forget(current.domain);
+    await submitWrite(ctx, deps, JOB_TYPES.domainDelete, data, {
+      orderKey: domainKey(current.domain),
+      success: { status: 204, wrap: () => undefined },
+    });
+  });
+
+  router.post('/domains/:id/logout', async (ctx) => {
+    const current = await existingDomain(deps, ctx.params);
+
+    const data: DomainLogoutData = {
+      v: 1,
+      domainId: current.id,
+      domain: current.domain,
+      requestId: ctx.state.requestId,
+    };
+    // Logging out a large domain takes a while: answered 202 unless the client asks to wait.
+    await submitWrite(ctx, deps, JOB_TYPES.domainLogout, data, {
+      asyncByDefault: true,
+      success: { status: 200, wrap: (result) => ({ logout: result }) },
     });
   });
 
   return router;
+}
+
+async function existingDomain(deps: ApiDeps, params: unknown): Promise<WacDomain> {
+  const { id } = validate<{ id: string }>(idPath, params, 'the path');
+  const domain = await deps.wac.getDomain(id);
+  if (!domain) throw errors.notFound(`domain ${id}`);
+  return domain;
+}
+
+function domainKey(name: string): string {
+  return `domain:${name.toLowerCase()}`;
 }
 
 async function allDomains(deps: ApiDeps): Promise<WacDomain[]> {

@@ -1,21 +1,34 @@
 import Router from '@koa/router';
 import Joi from 'joi';
 
+import type { UserQuery } from '../../clients/keycloak.js';
 import { errors } from '../../errors.js';
 import { JOB_TYPES } from '../../jobs/queues.js';
-import type { UserCreateData } from '../../jobs/types.js';
+import type {
+  UserCreateData,
+  UserDeleteData,
+  UserLogoutData,
+  UserUpdateData,
+} from '../../jobs/types.js';
+import { mapLimited } from '../../limit.js';
 import { domainName } from '../../model/domains.js';
 import {
   ownerUriOf,
+  phoneNumber,
+  splitPatchSecrets,
   splitSecrets,
   toApiUser,
   userCreateSchema,
+  userPatchSchema,
   type UserInput,
+  type UserPatch,
+  type UserSecrets,
 } from '../../model/users.js';
 import type { ApiDeps } from '../deps.js';
 import type { ApiState } from '../middleware.js';
-import { answerJob } from '../respond.js';
+import { keycloakId, paginate, type Page } from '../params.js';
 import { validate } from '../validate.js';
+import { submitWrite } from '../writes.js';
 
 const createBody = Joi.object({ user: userCreateSchema.required() });
 
@@ -24,8 +37,60 @@ const userPath = Joi.object({
   username: Joi.string().trim().lowercase().min(1).max(255).required(),
 });
 
+const idPath = Joi.object({ id: keycloakId.required() });
+
+export const userListQuery = Joi.object({
+  email: Joi.string().trim().max(254),
+  username: Joi.string().trim().max(255),
+  exact: Joi.boolean().default(false),
+  phone_number: phoneNumber,
+  domain: domainName,
+  email_verified: Joi.boolean(),
+  ...paginate,
+});
+
+type UserListQuery = Page & {
+  email?: string;
+  username?: string;
+  exact: boolean;
+  phone_number?: string;
+  domain?: string;
+  email_verified?: boolean;
+};
+
+/** Users read from wac-core at once while a page of users is put together. */
+const ENRICH_CONCURRENCY = 10;
+
+const ok = (status: number, key?: string) => ({
+  status,
+  wrap: (result: unknown) => (key ? { [key]: result } : result),
+});
+
 export function userRoutes(deps: ApiDeps): Router<ApiState> {
   const router = new Router<ApiState>();
+
+  router.get('/users', async (ctx) => {
+    const query = validate<UserListQuery>(userListQuery, ctx.query, 'the query');
+    const max = query['paginate[max]'];
+    const filter: UserQuery = {
+      username: query.username?.toLowerCase(),
+      email: query.email?.toLowerCase(),
+      exact: query.exact,
+      emailVerified: query.email_verified,
+      attributes: attributeFilter(query),
+    };
+
+    const [found, total] = await Promise.all([
+      deps.keycloak.findUsers({ ...filter, first: query['paginate[page]'] * max, max }),
+      deps.keycloak.countUsers(filter),
+    ]);
+    const users = await mapLimited(found, ENRICH_CONCURRENCY, async (user) => {
+      const wacUser = await deps.wac.findUserByKeycloakId(user.id!);
+      const sip = wacUser && (await deps.wac.findSipMapping(ownerUriOf(wacUser.id)));
+      return toApiUser(user, wacUser, sip);
+    });
+    ctx.body = { users, total };
+  });
 
   router.post('/users', async (ctx) => {
     const { user } = validate<{ user: UserInput }>(createBody, ctx.request.body);
@@ -35,15 +100,15 @@ export function userRoutes(deps: ApiDeps): Router<ApiState> {
     if (!domain) throw errors.unknownDomain(user.attributes.domain);
 
     const { spec, secrets } = splitSecrets(user);
-    const data: UserCreateData = { v: 1, user: spec, requestId: ctx.state.requestId };
-    if (secrets.password !== undefined || secrets.sipPassword !== undefined) {
-      data.secrets = deps.secrets.seal(secrets);
-    }
-
-    const job = await deps.gateway.submit(JOB_TYPES.userCreate, data);
-    await answerJob(ctx, deps.gateway, job, deps.config, {
-      status: 201,
-      wrap: (created) => ({ user: created }),
+    const data: UserCreateData = {
+      v: 1,
+      user: spec,
+      requestId: ctx.state.requestId,
+      secrets: sealed(deps, secrets),
+    };
+    await submitWrite(ctx, deps, JOB_TYPES.userCreate, data, {
+      orderKey: userKey(spec.username),
+      success: ok(201, 'user'),
     });
   });
 
@@ -66,5 +131,85 @@ export function userRoutes(deps: ApiDeps): Router<ApiState> {
     ctx.body = toApiUser(keycloakUser, wacUser, sip);
   });
 
+  router.patch('/users/:id', async (ctx) => {
+    const { id } = validate<{ id: string }>(idPath, ctx.params, 'the path');
+    const patch = validate<UserPatch>(userPatchSchema, ctx.request.body);
+    const current = await existingUser(deps, id);
+
+    const domain = patch.attributes?.domain;
+    if (domain !== undefined && !(await deps.domains.byName(domain))) {
+      throw errors.unknownDomain(domain, 'attributes.domain');
+    }
+
+    const { spec, secrets } = splitPatchSecrets(patch);
+    const data: UserUpdateData = {
+      v: 1,
+      userId: id,
+      patch: spec,
+      requestId: ctx.state.requestId,
+      secrets: sealed(deps, secrets),
+    };
+    await submitWrite(ctx, deps, JOB_TYPES.userUpdate, data, {
+      orderKey: userKey(current),
+      success: ok(200, 'user'),
+    });
+  });
+
+  router.delete('/users/:id', async (ctx) => {
+    const { id } = validate<{ id: string }>(idPath, ctx.params, 'the path');
+    const current = await existingUser(deps, id, { orInWacCore: true });
+
+    const data: UserDeleteData = { v: 1, userId: id, requestId: ctx.state.requestId };
+    await submitWrite(ctx, deps, JOB_TYPES.userDelete, data, {
+      orderKey: userKey(current),
+      success: ok(204),
+    });
+  });
+
+  router.post('/users/:id/logout', async (ctx) => {
+    const { id } = validate<{ id: string }>(idPath, ctx.params, 'the path');
+    const current = await existingUser(deps, id);
+
+    const data: UserLogoutData = { v: 1, userId: id, requestId: ctx.state.requestId };
+    await submitWrite(ctx, deps, JOB_TYPES.userLogout, data, {
+      orderKey: userKey(current),
+      success: ok(204),
+    });
+  });
+
   return router;
+}
+
+function attributeFilter(query: UserListQuery): Record<string, string> | undefined {
+  const attributes: Record<string, string> = {};
+  if (query.domain) attributes.domain = query.domain;
+  if (query.phone_number) attributes.phone_number = query.phone_number;
+  return Object.keys(attributes).length > 0 ? attributes : undefined;
+}
+
+/**
+ * The username of the user with this Keycloak id, or 404. With `orInWacCore`, a user left only
+ * in wac-core (a half-provisioned one) counts too, so that it can be deleted.
+ */
+async function existingUser(
+  deps: ApiDeps,
+  id: string,
+  options: { orInWacCore?: boolean } = {},
+): Promise<string> {
+  const user = await deps.keycloak.getUser(id);
+  if (user?.username) return user.username;
+
+  const wacUser = options.orInWacCore ? await deps.wac.findUserByKeycloakId(id) : undefined;
+  if (wacUser) return wacUser.username;
+  throw errors.notFound(`user ${id}`);
+}
+
+/** Writes on one user are ordered by its (lower-cased, unique) username. */
+function userKey(username: string): string {
+  return `user:${username.toLowerCase()}`;
+}
+
+function sealed(deps: ApiDeps, secrets: UserSecrets): string | undefined {
+  const none = secrets.password === undefined && secrets.sipPassword === undefined;
+  return none ? undefined : deps.secrets.seal(secrets);
 }

@@ -1,0 +1,498 @@
+/**
+ * The OpenAPI 3.1 document of kitter's API, served at `/openapi.json` and rendered at `/docs`.
+ *
+ * How to add an endpoint to the document:
+ * 1. Add one entry to `operations` below: a unique camelCase `id`, method, path (`{id}` where
+ *    the router has `:id`), tag and summary; `when` if the route exists only under some
+ *    configuration.
+ * 2. Give it the joi schemas the route validates with (`params`, `query`, `body`): export them
+ *    from the route or src/model/ and import them here, never retype them. A body needs an
+ *    `example` the route accepts (shown on /docs, and the seed of the fuzz test).
+ * 3. List its answers by status: a bare sentence is an error answer (`Error` body); a success
+ *    gets a `schema` (a `ref(...)` to ./openapi/schemas.ts, where new response shapes go) and
+ *    an `example`. Added for you: 500; 401, 403 and 503 unless `open`; 400 for parameters or a
+ *    body, 413 and 415 for a body; `backends: true` adds 502; `job: true` (a write run as a
+ *    job) adds `Prefer`, `Idempotency-Key`, 202, 409, 502 and the `Kitter-Job` header.
+ * `npm test` checks the rest: test/integration/openapi.test.ts fails while a registered route is
+ * missing here or an entry here has no route, and every answer an integration test receives is
+ * checked against what is written here (test/support/contract.ts).
+ */
+import { readFileSync } from 'node:fs';
+
+import Joi from 'joi';
+
+import type { Config } from '../config.js';
+import { domainCreateSchema, domainName, domainPatchSchema } from '../model/domains.js';
+import { userCreateSchema, userPatchSchema } from '../model/users.js';
+import {
+  BAD_BODY,
+  BODY_LIMIT,
+  buildDocument,
+  type OpenApiDocument,
+  type OperationSpec,
+} from './openapi/build.js';
+import { EXAMPLE_DOMAIN, EXAMPLE_JOB, EXAMPLE_USER, ref } from './openapi/schemas.js';
+import { MAX_PAGE, keycloakId, paginate, wacId } from './params.js';
+import { domainListQuery } from './routes/domains.js';
+import { userListQuery } from './routes/users.js';
+
+// The routes validate with these, but define them beside themselves without exporting them, so
+// they are repeated here from the same parts: export them from the routes and import them here.
+const domainCreateBody = Joi.object({ domain: domainCreateSchema.required() });
+const domainIdPath = Joi.object({ id: wacId.required() });
+const userCreateBody = Joi.object({ user: userCreateSchema.required() });
+const userIdPath = Joi.object({ id: keycloakId.required() });
+const userPath = Joi.object({
+  domain: domainName.required(),
+  username: Joi.string().trim().lowercase().min(1).max(255).required(),
+});
+const htableListQuery = Joi.object({
+  ...paginate,
+  nameContains: Joi.string().allow('').max(255),
+  valueContains: Joi.string().allow('').max(1024),
+});
+const htableCreateBody = Joi.object({
+  name: Joi.string().trim().min(1).max(255).required(),
+  value: Joi.string().trim().min(1).max(1024).required(),
+});
+const htableNamePath = Joi.object({ name: Joi.string().min(1).max(255).required() });
+
+const REJECTED = '`backend_rejected`: Keycloak or wac-core refused a value.';
+const PAGING = {
+  'paginate[max]': `Items a page, at most ${MAX_PAGE}.`,
+  'paginate[page]': 'The page, from 0.',
+};
+const htableEnabled = (config: Config) => config.htableEnabled;
+
+export const operations: OperationSpec[] = [
+  {
+    id: 'getLiveness',
+    method: 'get',
+    path: '/health/live',
+    tag: 'health',
+    summary: 'The process runs',
+    open: true,
+    responses: {
+      200: { description: 'Alive.', schema: ref('Liveness'), example: { status: 'ok' } },
+    },
+  },
+  {
+    id: 'getReadiness',
+    method: 'get',
+    path: '/health/ready',
+    tag: 'health',
+    summary: 'Redis, a Keycloak token and wac-core each answer',
+    description: 'Each check gives up after 2 s.',
+    open: true,
+    responses: {
+      200: {
+        description: 'Ready.',
+        schema: ref('Readiness'),
+        example: { status: 'ready', checks: { redis: 'ok', keycloak: 'ok', wac_core: 'ok' } },
+      },
+      503: {
+        description: '`backend_unavailable`: something is down; `checks` says what.',
+        schema: ref('ReadinessFailure'),
+        example: {
+          error: 'not ready: redis unreachable',
+          code: 'backend_unavailable',
+          checks: { redis: 'timeout', keycloak: 'ok', wac_core: 'ok' },
+        },
+      },
+    },
+  },
+  {
+    id: 'getOpenApi',
+    method: 'get',
+    path: '/openapi.json',
+    tag: 'docs',
+    summary: 'This document',
+    open: true,
+    responses: {
+      200: {
+        description: 'The OpenAPI 3.1 document.',
+        schema: {
+          type: 'object',
+          required: ['openapi', 'info', 'paths'],
+          properties: {
+            openapi: { type: 'string', pattern: '^3\\.1\\.' },
+            info: { type: 'object' },
+            paths: { type: 'object' },
+          },
+        },
+      },
+    },
+  },
+  {
+    id: 'getDocs',
+    method: 'get',
+    path: '/docs',
+    tag: 'docs',
+    summary: 'This document as a web page',
+    open: true,
+    responses: {
+      200: { description: 'An HTML page.', contentType: 'text/html', schema: { type: 'string' } },
+    },
+  },
+  {
+    id: 'listDomains',
+    method: 'get',
+    path: '/domains',
+    tag: 'domains',
+    summary: 'Domains, by exact name or part of it',
+    description: 'Without a filter, every domain.',
+    query: domainListQuery,
+    notes: {
+      name: 'The domain name, exactly: at most one domain.',
+      nameContains: 'Part of the name, in any case.',
+    },
+    backends: true,
+    responses: {
+      200: {
+        description: 'The domains found, maybe none.',
+        schema: ref('DomainList'),
+        example: { domains: [EXAMPLE_DOMAIN] },
+      },
+    },
+  },
+  {
+    id: 'createDomain',
+    method: 'post',
+    path: '/domains',
+    tag: 'domains',
+    summary: 'Create a domain in wac-core',
+    body: domainCreateBody,
+    example: { domain: { domain: 'example.com', origins: ['/.*/'], enable_anonymous: false } },
+    job: true,
+    responses: {
+      201: {
+        description: 'Created.',
+        schema: ref('DomainAnswer'),
+        example: { domain: EXAMPLE_DOMAIN },
+      },
+      400: `${BAD_BODY} \`unknown_domain\`: the parent domain does not exist. ${REJECTED}`,
+      409: '`conflict`: a domain of that name exists.',
+    },
+  },
+  {
+    id: 'getDomain',
+    method: 'get',
+    path: '/domains/{id}',
+    tag: 'domains',
+    summary: 'One domain',
+    params: domainIdPath,
+    notes: { id: 'The domain id given by wac-core.' },
+    backends: true,
+    responses: {
+      200: {
+        description: 'The domain.',
+        schema: ref('DomainAnswer'),
+        example: { domain: EXAMPLE_DOMAIN },
+      },
+      404: '`not_found`: no domain with that id.',
+    },
+  },
+  {
+    id: 'updateDomain',
+    method: 'patch',
+    path: '/domains/{id}',
+    tag: 'domains',
+    summary: 'Change some fields of a domain',
+    description: 'The body is flat: the fields to change, and only those.',
+    params: domainIdPath,
+    notes: { id: 'The domain id given by wac-core.' },
+    body: domainPatchSchema,
+    example: { origins: ['https://app.example.com'], enable_anonymous: true },
+    job: true,
+    responses: {
+      200: {
+        description: 'Changed.',
+        schema: ref('DomainAnswer'),
+        example: { domain: EXAMPLE_DOMAIN },
+      },
+      400: `${BAD_BODY} ${REJECTED}`,
+      404: '`not_found`: no domain with that id.',
+      409: '`conflict`: another domain has that name.',
+    },
+  },
+  {
+    id: 'deleteDomain',
+    method: 'delete',
+    path: '/domains/{id}',
+    tag: 'domains',
+    summary: 'Delete a domain',
+    params: domainIdPath,
+    notes: { id: 'The domain id given by wac-core.' },
+    job: true,
+    responses: {
+      204: { description: 'Deleted.' },
+      404: '`not_found`: no domain with that id.',
+      409: '`conflict`: the domain still has users or child domains.',
+    },
+  },
+  {
+    id: 'logoutDomain',
+    method: 'post',
+    path: '/domains/{id}/logout',
+    tag: 'domains',
+    summary: 'Log out every user of a domain',
+    description:
+      'A long job: answered 202 at once unless the client asks to wait (`Prefer: wait=N`). ' +
+      'Its progress counts the users done of the total.',
+    params: domainIdPath,
+    notes: { id: 'The domain id given by wac-core.' },
+    job: true,
+    responses: {
+      200: {
+        description: 'Every user of the domain is logged out (when the client waited).',
+        schema: ref('LogoutAnswer'),
+        example: { logout: { done: 42, total: 42 } },
+      },
+      404: '`not_found`: no domain with that id.',
+    },
+  },
+  {
+    id: 'listUsers',
+    method: 'get',
+    path: '/users',
+    tag: 'users',
+    summary: 'Users, filtered and paged',
+    description: 'Every filter given must match. `total` counts the matches on all pages.',
+    query: userListQuery,
+    notes: {
+      email: 'Part of the email, or all of it with `exact=true`.',
+      username: 'Part of the username, or all of it with `exact=true`.',
+      exact: 'Match `username` and `email` whole.',
+      phone_number: 'The phone number, exactly.',
+      domain: 'The domain name, exactly.',
+      email_verified: 'Whether the email is verified.',
+      ...PAGING,
+    },
+    backends: true,
+    responses: {
+      200: {
+        description: 'A page of users, maybe empty.',
+        schema: ref('UserList'),
+        example: { users: [EXAMPLE_USER], total: 1 },
+      },
+    },
+  },
+  {
+    id: 'createUser',
+    method: 'post',
+    path: '/users',
+    tag: 'users',
+    summary: 'Create a user in Keycloak and wac-core',
+    description:
+      'Creates the Keycloak user, then the wac-core user, then its SIP mapping when ' +
+      '`attributes.sip_mapping` is given. A job that fails for good undoes what it made.',
+    body: userCreateBody,
+    example: {
+      user: {
+        username: 'johndoe',
+        email: 'john@example.com',
+        first_name: 'John',
+        last_name: 'Doe',
+        credentials: { password: 'SecurePassword123!', temporary: false },
+        attributes: {
+          domain: 'example.com',
+          phone_number: '+34612345678',
+          capabilities: ['+chat', '+whiteboard'],
+          sip_mapping: {
+            username: 'sip_user',
+            password: 'sip_password_123',
+            sip_domain: 'example.com',
+            sip_auth_proxy: 'sip:127.0.0.1:15060',
+          },
+        },
+      },
+    },
+    job: true,
+    responses: {
+      201: { description: 'Created.', schema: ref('UserAnswer'), example: { user: EXAMPLE_USER } },
+      400:
+        `${BAD_BODY} \`unknown_domain\`: wac-core has no such domain; nothing is queued. ` +
+        REJECTED,
+      409: '`conflict`: Keycloak has a user with that username or email.',
+    },
+  },
+  {
+    id: 'getUser',
+    method: 'get',
+    path: '/users/{domain}/{username}',
+    tag: 'users',
+    summary: 'One user, from both systems',
+    description: 'Answers the bare user, not wrapped (as the original kitter did).',
+    params: userPath,
+    notes: { domain: 'The domain name.', username: 'The username, in any case.' },
+    backends: true,
+    responses: {
+      200: { description: 'The user.', schema: ref('User'), example: EXAMPLE_USER },
+      404: '`not_found`: no such user in both Keycloak and wac-core.',
+    },
+  },
+  {
+    id: 'updateUser',
+    method: 'patch',
+    path: '/users/{id}',
+    tag: 'users',
+    summary: 'Change some fields of a user',
+    description:
+      'The body is flat: the fields to change, and only those; `null` removes a field. ' +
+      '`sip_mapping: null` removes the SIP mapping. The deprecated `id` is ignored.',
+    params: userIdPath,
+    notes: { id: 'The Keycloak user id.' },
+    body: userPatchSchema,
+    example: { first_name: 'Johnny', attributes: { capabilities: ['+chat'] } },
+    job: true,
+    responses: {
+      200: { description: 'Changed.', schema: ref('UserAnswer'), example: { user: EXAMPLE_USER } },
+      400:
+        `${BAD_BODY} \`unknown_domain\`: wac-core has no such domain; nothing is queued. ` +
+        REJECTED,
+      404: '`not_found`: no user with that id.',
+      409: '`conflict`: Keycloak has another user with that username or email.',
+    },
+  },
+  {
+    id: 'deleteUser',
+    method: 'delete',
+    path: '/users/{id}',
+    tag: 'users',
+    summary: 'Delete a user from both systems, with its SIP mapping',
+    params: userIdPath,
+    notes: { id: 'The Keycloak user id.' },
+    job: true,
+    responses: {
+      204: { description: 'Deleted.' },
+      404: '`not_found`: no user with that id.',
+    },
+  },
+  {
+    id: 'logoutUser',
+    method: 'post',
+    path: '/users/{id}/logout',
+    tag: 'users',
+    summary: "End all the user's sessions",
+    description: 'Access tokens already issued stay valid until they expire.',
+    params: userIdPath,
+    notes: { id: 'The Keycloak user id.' },
+    job: true,
+    responses: {
+      204: { description: 'Logged out.' },
+      404: '`not_found`: no user with that id.',
+    },
+  },
+  {
+    id: 'getJob',
+    method: 'get',
+    path: '/jobs/{id}',
+    tag: 'jobs',
+    summary: "A job's state, result or error",
+    notes: { id: 'From the `Kitter-Job` header or the `Location` of a 202.' },
+    responses: {
+      200: { description: 'The job.', schema: ref('JobAnswer'), example: { job: EXAMPLE_JOB } },
+      404: '`not_found`: no such job, or it was removed (after a day; a week when failed).',
+    },
+  },
+  {
+    id: 'listHtable',
+    method: 'get',
+    path: '/htable',
+    tag: 'htable',
+    summary: 'Caller-id entries, filtered and paged',
+    description: 'Served only when the operator sets `KITTER_HTABLE_ENABLED`.',
+    when: htableEnabled,
+    query: htableListQuery,
+    notes: {
+      nameContains: 'Part of the name.',
+      valueContains: 'Part of the value.',
+      ...PAGING,
+    },
+    backends: true,
+    responses: {
+      200: {
+        description: 'A page of entries, maybe empty.',
+        schema: ref('HtableList'),
+        example: { entries: [{ name: '+34612345678', value: 'John Doe' }], total: 1 },
+      },
+    },
+  },
+  {
+    id: 'createHtableEntry',
+    method: 'post',
+    path: '/htable',
+    tag: 'htable',
+    summary: 'Add a caller-id entry',
+    description: 'Served only when the operator sets `KITTER_HTABLE_ENABLED`.',
+    when: htableEnabled,
+    body: htableCreateBody,
+    example: { name: '+34612345678', value: 'John Doe' },
+    job: true,
+    responses: {
+      201: {
+        description: 'Added; the entry, not wrapped.',
+        schema: ref('HtableEntry'),
+        example: { name: '+34612345678', value: 'John Doe' },
+      },
+      409: '`conflict`: an entry of that name exists.',
+    },
+  },
+  {
+    id: 'deleteHtableEntry',
+    method: 'delete',
+    path: '/htable/{name}',
+    tag: 'htable',
+    summary: 'Remove a caller-id entry',
+    description: 'Served only when the operator sets `KITTER_HTABLE_ENABLED`.',
+    when: htableEnabled,
+    params: htableNamePath,
+    notes: { name: 'The entry name.' },
+    job: true,
+    responses: {
+      204: { description: 'Removed.' },
+      404: '`not_found`: no entry of that name.',
+    },
+  },
+];
+
+const description = `kitter provisions users and domains into Keycloak and wac-core through a queue.
+
+JSON in and out, \`snake_case\` keys. Every endpoint but \`/health/*\`, \`/openapi.json\` and \
+\`/docs\` needs \`Authorization: Bearer <token>\`: one of the service's API tokens, or a Keycloak \
+access token of the realm that holds the role kitter requires (401 without a valid token, 403 \
+without the role).
+
+Every answer that is not 2xx has the body \`{"error": "<sentence>", "code": "<stable word>"}\`, \
+with \`details\` (\`[{path, message}]\`) naming every invalid field. A path that exists answers \
+405 to a method it does not take; an unknown path answers 404.
+
+Writes are jobs. By default the API waits for the job (10 s unless configured) and answers as a \
+synchronous API would, with the header \`Kitter-Job: <id>\`. A job not done by then, or any \
+write sent with \`Prefer: respond-async\`, is answered 202 with \`Location: /jobs/<id>\` and \
+\`{"job": Job}\`; \`Prefer: wait=N\` waits up to N seconds (60 at most). A domain logout, a \
+long job, answers 202 at once unless asked to wait. \`Idempotency-Key\` on a write makes a repeat \
+within 24 h answer the same job instead of doing the work twice.
+
+Limits: a JSON body of at most ${BODY_LIMIT} (413 above); a body must be \`application/json\` \
+(415 otherwise); lists page with \`paginate[max]\` (at most ${MAX_PAGE}) and \`paginate[page]\` \
+(from 0).
+
+Each answer carries \`X-Request-Id\` (the caller's, when sane), which the logs name too.`;
+
+// src/api/ and, once built, dist/api/ both sit two folders below the package's root.
+const { version } = JSON.parse(
+  readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
+) as { version: string };
+
+const built = new WeakMap<Config, OpenApiDocument>();
+
+/** The document of what this configuration serves, built once. */
+export function openApiDocument(config: Config): OpenApiDocument {
+  let doc = built.get(config);
+  if (!doc) {
+    doc = buildDocument({ title: 'kitter', version, description }, operations, config);
+    built.set(config, doc);
+  }
+  return doc;
+}

@@ -1,0 +1,374 @@
+import { JOB_TYPES, type JobType } from '../../jobs/queues.js';
+import { SERVICE_NAMES } from '../../model/domains.js';
+import { MASKED } from '../../model/users.js';
+
+/**
+ * The shapes kitter answers, as JSON Schema 2020-12 (the dialect of OpenAPI 3.1), written by
+ * hand in this one place. Request shapes are not here: they are converted from the joi schemas
+ * the routes validate with (see ../openapi.ts), so they cannot drift from the code.
+ */
+
+export type JsonSchema = { [keyword: string]: unknown };
+
+/** A reference to one of the schemas below (the OpenAPI test checks that each resolves). */
+export function ref(name: string): JsonSchema {
+  return { $ref: `#/components/schemas/${name}` };
+}
+
+const text = { type: 'string' };
+const texts = { type: 'array', items: text };
+const nullable = (type: string) => ({ type: [type, 'null'] });
+const timestamp = { type: 'string', format: 'date-time' };
+
+export const EXAMPLE_DOMAIN = {
+  id: '507f1f77bcf86cd799439011',
+  domain: 'example.com',
+  enable_anonymous: false,
+  anonymous_capabilities: [],
+  origins: ['/.*/'],
+  parent: null,
+  remote_sip_register: false,
+  services: { meetings: ['default'] },
+};
+
+export const EXAMPLE_USER = {
+  id: '550e8400-e29b-41d4-a716-446655440000',
+  username: 'johndoe',
+  email: 'john@example.com',
+  enabled: true,
+  first_name: 'John',
+  last_name: 'Doe',
+  email_verified: false,
+  attributes: {
+    domain: 'example.com',
+    phone_number: '+34612345678',
+    capabilities: ['+chat', '+whiteboard'],
+    sip_mapping: {
+      username: 'sip_user',
+      password: MASKED,
+      sip_domain: 'example.com',
+      sip_auth_proxy: 'sip:127.0.0.1:15060',
+    },
+  },
+};
+
+export const EXAMPLE_JOB = {
+  id: '3f1c1a52-8a7e-4a4b-9d59-2f8e7c1b6a10',
+  type: JOB_TYPES.userCreate,
+  state: 'queued',
+  progress: 0,
+  attempts: 0,
+  created_at: '2025-01-01T12:00:00.000Z',
+  finished_at: null,
+  result: null,
+  error: null,
+};
+
+/**
+ * What a succeeded job's `result` holds, by job type: the record the synchronous answer
+ * carries, not wrapped (`User`, not `{"user": User}`).
+ */
+const JOB_RESULTS: Partial<Record<JobType, JsonSchema>> = {
+  'user.create': ref('User'),
+  'user.update': ref('User'),
+  'user.delete': { type: 'null' },
+  'user.logout': { type: 'null' },
+  'domain.create': ref('Domain'),
+  'domain.update': ref('Domain'),
+  'domain.delete': { type: 'null' },
+  'domain.logout': ref('LogoutCount'),
+  'htable.create': ref('HtableEntry'),
+  'htable.delete': { type: 'null' },
+};
+
+export const schemas = {
+  Error: {
+    type: 'object',
+    description:
+      'The body of every answer that is not 2xx. `code` is a stable word to branch on; ' +
+      '`details` names every invalid field of a request.',
+    required: ['error', 'code'],
+    properties: {
+      error: { type: 'string', description: 'One readable sentence.' },
+      code: {
+        type: 'string',
+        pattern: '^[a-z][a-z_]*$',
+        description: 'A stable machine word, such as `validation_failed` or `not_found`.',
+      },
+      details: { type: 'array', items: ref('ErrorDetail') },
+    },
+    additionalProperties: false,
+    examples: [
+      {
+        error: 'the request body is invalid: user.username is required',
+        code: 'validation_failed',
+        details: [{ path: 'user.username', message: 'user.username is required' }],
+      },
+    ],
+  },
+
+  ErrorDetail: {
+    type: 'object',
+    required: ['path', 'message'],
+    properties: {
+      path: { type: 'string', description: 'Dotted path of the field, e.g. `user.email`.' },
+      message: text,
+    },
+    additionalProperties: false,
+  },
+
+  Domain: {
+    type: 'object',
+    description: 'A domain of the platform, kept in wac-core.',
+    required: [
+      'id',
+      'domain',
+      'enable_anonymous',
+      'anonymous_capabilities',
+      'origins',
+      'parent',
+      'remote_sip_register',
+      'services',
+    ],
+    properties: {
+      id: { type: 'string', pattern: '^[0-9a-f]{24}$', description: 'Given by wac-core.' },
+      domain: { type: 'string', description: 'The domain name, lower case.' },
+      enable_anonymous: { type: 'boolean', description: 'Whether anonymous users may log in.' },
+      anonymous_capabilities: texts,
+      origins: { ...texts, description: 'Origins allowed to use the domain.' },
+      parent: { ...nullable('string'), description: 'The parent domain name, if any.' },
+      remote_sip_register: { type: 'boolean' },
+      services: ref('DomainServices'),
+    },
+    additionalProperties: false,
+    examples: [EXAMPLE_DOMAIN],
+  },
+
+  DomainServices: {
+    type: 'object',
+    description: "The domain's enabled services, each a list of settings.",
+    properties: Object.fromEntries(SERVICE_NAMES.map((name) => [name, texts])),
+    additionalProperties: false,
+  },
+
+  DomainAnswer: {
+    type: 'object',
+    required: ['domain'],
+    properties: { domain: ref('Domain') },
+    additionalProperties: false,
+  },
+
+  DomainList: {
+    type: 'object',
+    required: ['domains'],
+    properties: { domains: { type: 'array', items: ref('Domain') } },
+    additionalProperties: false,
+  },
+
+  User: {
+    type: 'object',
+    description:
+      'A user, read from both Keycloak and wac-core. Passwords are never answered: the SIP ' +
+      `password always reads \`${MASKED}\`.`,
+    required: [
+      'id',
+      'username',
+      'email',
+      'enabled',
+      'first_name',
+      'last_name',
+      'email_verified',
+      'attributes',
+    ],
+    properties: {
+      id: { type: 'string', description: 'The Keycloak user id.' },
+      username: { type: 'string', description: 'Lower case, as Keycloak keeps it.' },
+      email: nullable('string'),
+      enabled: { type: 'boolean' },
+      first_name: nullable('string'),
+      last_name: nullable('string'),
+      email_verified: { type: 'boolean' },
+      attributes: ref('UserAttributes'),
+    },
+    additionalProperties: false,
+    examples: [EXAMPLE_USER],
+  },
+
+  UserAttributes: {
+    type: 'object',
+    required: ['domain', 'capabilities'],
+    properties: {
+      domain: { type: 'string', description: "The user's domain name." },
+      phone_number: text,
+      capabilities: {
+        ...texts,
+        description: 'Capabilities such as `+chat` or `-whiteboard`, kept in wac-core.',
+      },
+      sip_mapping: ref('SipMapping'),
+    },
+    additionalProperties: false,
+  },
+
+  SipMapping: {
+    type: 'object',
+    description: "The user's SIP credentials in wac-core; present only when the user has one.",
+    required: ['username', 'password', 'sip_domain', 'sip_auth_proxy'],
+    properties: {
+      username: text,
+      password: { const: MASKED, description: 'Always masked.' },
+      sip_domain: text,
+      sip_auth_proxy: text,
+    },
+    additionalProperties: false,
+  },
+
+  UserAnswer: {
+    type: 'object',
+    required: ['user'],
+    properties: { user: ref('User') },
+    additionalProperties: false,
+  },
+
+  UserList: {
+    type: 'object',
+    required: ['users', 'total'],
+    properties: {
+      users: { type: 'array', items: ref('User') },
+      total: { type: 'integer', minimum: 0, description: 'Users matching, on every page.' },
+    },
+    additionalProperties: false,
+  },
+
+  LogoutAnswer: {
+    type: 'object',
+    required: ['logout'],
+    properties: { logout: ref('LogoutCount') },
+    additionalProperties: false,
+  },
+
+  LogoutCount: {
+    type: 'object',
+    description: 'How many of the domain users were logged out.',
+    required: ['done', 'total'],
+    properties: {
+      done: { type: 'integer', minimum: 0 },
+      total: { type: 'integer', minimum: 0 },
+    },
+    additionalProperties: false,
+  },
+
+  HtableEntry: {
+    type: 'object',
+    description: 'An entry of the caller-id table.',
+    required: ['name', 'value'],
+    properties: { name: text, value: text },
+    additionalProperties: false,
+  },
+
+  HtableList: {
+    type: 'object',
+    required: ['entries', 'total'],
+    properties: {
+      entries: { type: 'array', items: ref('HtableEntry') },
+      total: { type: 'integer', minimum: 0, description: 'Entries matching, on every page.' },
+    },
+    additionalProperties: false,
+  },
+
+  Job: {
+    type: 'object',
+    description:
+      'A queued write. `result` is set once the job `succeeded`, `error` once it `failed`.',
+    required: [
+      'id',
+      'type',
+      'state',
+      'progress',
+      'attempts',
+      'created_at',
+      'finished_at',
+      'result',
+      'error',
+    ],
+    properties: {
+      id: { type: 'string' },
+      type: { enum: Object.values(JOB_TYPES) },
+      state: { enum: ['queued', 'running', 'succeeded', 'failed'] },
+      progress: { type: 'number', minimum: 0, maximum: 100, description: 'Percent done.' },
+      done: {
+        type: 'integer',
+        minimum: 0,
+        description: 'Jobs that fan out over many users (a domain logout): users done so far.',
+      },
+      total: { type: 'integer', minimum: 0, description: 'With `done`: users in all.' },
+      attempts: { type: 'integer', minimum: 0, description: 'Attempts started so far.' },
+      created_at: timestamp,
+      finished_at: { ...nullable('string'), format: 'date-time' },
+      result: {
+        description:
+          'Once succeeded, what the synchronous answer carries: the user, the domain, the ' +
+          'logout count or the entry, not wrapped; `null` for deletes and user logouts.',
+      },
+      error: { anyOf: [ref('JobError'), { type: 'null' }] },
+    },
+    additionalProperties: false,
+    allOf: Object.entries(JOB_RESULTS).map(([type, result]) => ({
+      if: { properties: { type: { const: type }, state: { const: 'succeeded' } } },
+      then: { properties: { result } },
+    })),
+    examples: [EXAMPLE_JOB],
+  },
+
+  JobError: {
+    type: 'object',
+    description: 'Why a job failed: the status and body the synchronous answer would have had.',
+    required: ['status', 'code', 'error'],
+    properties: {
+      status: { type: 'integer', minimum: 400, maximum: 599 },
+      code: { type: 'string', pattern: '^[a-z][a-z_]*$' },
+      error: text,
+    },
+    additionalProperties: false,
+  },
+
+  JobAnswer: {
+    type: 'object',
+    required: ['job'],
+    properties: { job: ref('Job') },
+    additionalProperties: false,
+  },
+
+  Liveness: {
+    type: 'object',
+    required: ['status'],
+    properties: { status: { const: 'ok' } },
+    additionalProperties: false,
+  },
+
+  Readiness: {
+    type: 'object',
+    required: ['status', 'checks'],
+    properties: { status: { const: 'ready' }, checks: ref('ReadinessChecks') },
+    additionalProperties: false,
+  },
+
+  ReadinessFailure: {
+    type: 'object',
+    description: 'An error answer that also says what each check found.',
+    required: ['error', 'code', 'checks'],
+    properties: {
+      error: text,
+      code: { const: 'backend_unavailable' },
+      checks: ref('ReadinessChecks'),
+    },
+    additionalProperties: false,
+  },
+
+  ReadinessChecks: {
+    type: 'object',
+    description: 'Per dependency: `ok`, `timeout`, or what went wrong.',
+    required: ['redis', 'keycloak', 'wac_core'],
+    properties: { redis: text, keycloak: text, wac_core: text },
+    additionalProperties: false,
+  },
+} satisfies Record<string, JsonSchema>;

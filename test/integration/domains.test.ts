@@ -1,0 +1,159 @@
+import { expect } from 'chai';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+
+import { createUser, waitForJob } from '../support/fixtures.js';
+import { startStack, type Stack } from '../support/stack.js';
+
+describe('managing domains', function () {
+  let stack: Stack;
+  let domainId: string;
+
+  beforeEach(async () => {
+    stack = await startStack();
+    const created = await stack.call('POST', '/domains', { domain: { domain: 'example.com' } });
+    domainId = created.body.domain.id;
+  });
+
+  afterEach(async () => {
+    await stack.close();
+  });
+
+  it('reads a domain by id; 404 for an unknown id, 400 for something that is no id', async () => {
+    const found = await stack.call('GET', `/domains/${domainId}`);
+    const unknown = await stack.call('GET', '/domains/0123456789abcdef01234567');
+    const bad = await stack.call('GET', '/domains/example.com');
+
+    expect(found.status).to.equal(200);
+    expect(found.body.domain).to.include({ id: domainId, domain: 'example.com' });
+    expect(unknown.status).to.equal(404);
+    expect(bad.status).to.equal(400);
+    expect(bad.body.details[0].path).to.equal('id');
+  });
+
+  it('changes the fields a PATCH names and keeps the others', async () => {
+    await stack.call('PATCH', `/domains/${domainId}`, { origins: ['https://a.example.com'] });
+
+    const answer = await stack.call('PATCH', `/domains/${domainId}`, {
+      enable_anonymous: true,
+      services: { meetings: ['enabled'] },
+    });
+
+    expect(answer.status).to.equal(200);
+    expect(answer.body.domain).to.deep.include({
+      domain: 'example.com',
+      enable_anonymous: true,
+      origins: ['https://a.example.com'],
+      services: { meetings: ['enabled'] },
+    });
+    expect(stack.wac.domains()[0]).to.deep.include({ enableAnonymous: true });
+  });
+
+  it('renames a domain without users, and refuses to rename one with users', async () => {
+    const renamed = await stack.call('PATCH', `/domains/${domainId}`, { domain: 'example.org' });
+    expect(renamed.status).to.equal(200);
+    expect(renamed.body.domain.domain).to.equal('example.org');
+
+    await createUser(stack, 'ada', { attributes: { domain: 'example.org' } });
+    const refused = await stack.call('PATCH', `/domains/${domainId}`, { domain: 'example.net' });
+
+    expect(refused.status).to.equal(409);
+    expect(refused.body.error).to.equal(
+      'domain example.org has 1 users; a domain with users cannot be renamed',
+    );
+    expect(stack.wac.domains()[0].domain).to.equal('example.org');
+  });
+
+  it('deletes a domain only once it has no users and no child domains', async () => {
+    const id = await createUser(stack, 'ada');
+    const child = await stack.call('POST', '/domains', {
+      domain: { domain: 'sub.example.com', parent: 'example.com' },
+    });
+
+    const withUsers = await stack.call('DELETE', `/domains/${domainId}`);
+    await stack.call('DELETE', `/users/${id}`);
+    const withChild = await stack.call('DELETE', `/domains/${domainId}`);
+    await stack.call('DELETE', `/domains/${child.body.domain.id}`);
+    const deleted = await stack.call('DELETE', `/domains/${domainId}`);
+
+    expect(withUsers.status).to.equal(409);
+    expect(withUsers.body.error).to.include('still has 1 users');
+    expect(withChild.status).to.equal(409);
+    expect(withChild.body.error).to.include('parent of sub.example.com');
+    expect(deleted.status).to.equal(204);
+    expect(stack.wac.domains()).to.deep.equal([]);
+    expect((await stack.call('GET', `/domains/${domainId}`)).status).to.equal(404);
+  });
+
+  describe('logging out a domain', () => {
+    it('answers 202 and logs out every user of the domain, reporting done and total', async () => {
+      const ids = stack.keycloak.seedUsers(
+        Array.from({ length: 250 }, (_, i) => ({
+          username: `user${String(i).padStart(3, '0')}`,
+          enabled: true,
+          attributes: { domain: ['example.com'] },
+        })),
+      );
+      const outsider = stack.keycloak.seedUsers([
+        { username: 'outsider', enabled: true, attributes: { domain: ['other.com'] } },
+      ]);
+
+      const answer = await stack.call('POST', `/domains/${domainId}/logout`);
+
+      expect(answer.status).to.equal(202);
+      expect(answer.headers.get('location')).to.equal(`/jobs/${answer.body.job.id}`);
+      const job = await waitForJob(stack, answer.body.job.id);
+      expect(job).to.include({ type: 'domain.logout', state: 'succeeded', progress: 100 });
+      expect([job.done, job.total]).to.deep.equal([250, 250]);
+      expect(ids.every((id) => stack.keycloak.logoutCount(id) === 1)).to.equal(true);
+      expect(stack.keycloak.logoutCount(outsider[0])).to.equal(0);
+    });
+
+    it('goes on where a crashed run stopped instead of starting over', async () => {
+      const ids = stack.keycloak.seedUsers(
+        Array.from({ length: 250 }, (_, i) => ({
+          username: `user${String(i).padStart(3, '0')}`,
+          enabled: true,
+          attributes: { domain: ['example.com'] },
+        })),
+      );
+      // The state a run leaves when it dies after its first page: cursor 100 saved.
+      const redis = new Redis(stack.config.redisUrl);
+      const queue = new Queue('logout', { connection: redis, prefix: stack.config.queuePrefix });
+      await queue.add(
+        'domain.logout',
+        { v: 1, domainId, domain: 'example.com', cursor: 100 },
+        { jobId: 'resumed-logout' },
+      );
+
+      const job = await waitForJob(stack, 'resumed-logout');
+      await queue.close();
+      await redis.quit();
+
+      expect(job.state).to.equal('succeeded');
+      expect(ids.slice(0, 100).every((id) => stack.keycloak.logoutCount(id) === 0)).to.equal(true);
+      expect(ids.slice(100).every((id) => stack.keycloak.logoutCount(id) === 1)).to.equal(true);
+    });
+
+    it('does not hold up user provisioning while a large domain is logged out', async () => {
+      stack.keycloak.seedUsers(
+        Array.from({ length: 400 }, (_, i) => ({
+          username: `user${String(i).padStart(3, '0')}`,
+          enabled: true,
+          attributes: { domain: ['example.com'] },
+        })),
+      );
+      stack.keycloak.faults.set({ latency_ms: 50, paths: '/logout$' });
+      const logout = await stack.call('POST', `/domains/${domainId}/logout`);
+
+      const created = await stack.call('POST', '/users', {
+        user: { username: 'newcomer', attributes: { domain: 'example.com' } },
+      });
+      const during = (await stack.call('GET', `/jobs/${logout.body.job.id}`)).body.job;
+
+      expect(created.status).to.equal(201);
+      expect(during.state).to.equal('running');
+      expect(during.done).to.be.lessThan(400);
+    });
+  });
+});
