@@ -40,6 +40,13 @@ export interface Config {
     logoutFanOut: number;
     attempts: number;
     backoffMs: number;
+    lockMs: number;
+    ratePerSecond: number;
+    /** How long SIGTERM waits for active jobs before handing them back to the queue. */
+    shutdownDeadlineMs: number;
+    /** How long finished jobs stay answerable, in seconds. */
+    keepSucceededS: number;
+    keepFailedS: number;
   };
   backendTimeoutMs: number;
   logLevel: string;
@@ -81,6 +88,19 @@ const schema = Joi.object({
   KITTER_LOGOUT_FAN_OUT: Joi.number().integer().min(1).max(200).default(10),
   KITTER_JOB_ATTEMPTS: Joi.number().integer().min(1).max(100).default(8),
   KITTER_JOB_BACKOFF_MS: Joi.number().integer().min(1).max(600_000).default(1000),
+  KITTER_JOB_LOCK_MS: Joi.number().integer().min(1000).max(600_000).default(30_000),
+  KITTER_RATE_LIMIT: Joi.number().integer().min(0).max(100_000).default(0),
+  KITTER_SHUTDOWN_DEADLINE_MS: Joi.number().integer().min(0).max(3_600_000).default(25_000),
+  KITTER_KEEP_SUCCEEDED_S: Joi.number()
+    .integer()
+    .min(60)
+    .max(90 * 86400)
+    .default(86400),
+  KITTER_KEEP_FAILED_S: Joi.number()
+    .integer()
+    .min(60)
+    .max(90 * 86400)
+    .default(7 * 86400),
   KITTER_BACKEND_TIMEOUT_MS: Joi.number().integer().min(100).max(120_000).default(10_000),
   LOG_LEVEL: Joi.string()
     .valid('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent')
@@ -145,6 +165,11 @@ export function loadConfig(mode: Mode, env: Env = process.env): Config {
       logoutFanOut: value.KITTER_LOGOUT_FAN_OUT,
       attempts: value.KITTER_JOB_ATTEMPTS,
       backoffMs: value.KITTER_JOB_BACKOFF_MS,
+      lockMs: value.KITTER_JOB_LOCK_MS,
+      ratePerSecond: value.KITTER_RATE_LIMIT,
+      shutdownDeadlineMs: value.KITTER_SHUTDOWN_DEADLINE_MS,
+      keepSucceededS: value.KITTER_KEEP_SUCCEEDED_S,
+      keepFailedS: value.KITTER_KEEP_FAILED_S,
     },
     backendTimeoutMs: value.KITTER_BACKEND_TIMEOUT_MS,
     logLevel: value.LOG_LEVEL,

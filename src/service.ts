@@ -30,9 +30,6 @@ export interface RunningService {
   close(): Promise<void>;
 }
 
-/** How long shutdown waits for active jobs before handing them back to the queue. */
-const WORKER_DEADLINE_MS = 25_000;
-
 export async function startService(
   config: Config,
   logger: Logger,
@@ -93,10 +90,12 @@ export async function startService(
         prefix: config.queuePrefix,
         concurrency: config.worker.concurrency,
         logoutConcurrency: config.worker.logoutConcurrency,
+        lockMs: config.worker.lockMs,
+        ratePerSecond: config.worker.ratePerSecond,
       },
     );
     // Workers close before the queues and connections they use.
-    closers.splice(1, 0, () => workers!.close(WORKER_DEADLINE_MS));
+    closers.splice(1, 0, () => workers!.close(config.worker.shutdownDeadlineMs));
     closers.push(() => connection.quit());
   }
   closers.push(() => wac.close());

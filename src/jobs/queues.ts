@@ -35,20 +35,22 @@ export const QUEUE_OF: Record<JobType, QueueName> = {
 export interface RetryPolicy {
   attempts: number;
   backoffMs: number;
+  /** How long finished jobs are kept (BullMQ removes them lazily, as later jobs finish). */
+  keepSucceededS: number;
+  keepFailedS: number;
 }
-
-const DAY_S = 24 * 3600;
 
 /**
  * Options for every kitter job: retries with exponential backoff and jitter, and finished jobs
- * kept long enough for their status to stay answerable (a day, a week when failed).
+ * kept long enough for their status to stay answerable (by default a day, a week when failed),
+ * and no longer.
  */
 export function jobOptions(policy: RetryPolicy): JobsOptions {
   return {
     attempts: policy.attempts,
     backoff: { type: 'exponential', delay: policy.backoffMs, jitter: 0.5 },
-    removeOnComplete: { age: DAY_S },
-    removeOnFail: { age: 7 * DAY_S },
+    removeOnComplete: { age: policy.keepSucceededS },
+    removeOnFail: { age: policy.keepFailedS },
   };
 }
 

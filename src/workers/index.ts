@@ -1,7 +1,9 @@
 import { DelayedError, Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 
+import { ApiError, BackendError } from '../errors.js';
 import type { Ordered } from '../jobs/gateway.js';
+import { encodeFailure } from '../jobs/outcome.js';
 import { JOB_TYPES, QUEUE_NAMES, type JobType, type QueueName } from '../jobs/queues.js';
 import type { WorkerDeps } from './deps.js';
 import { deleteDomain, updateDomain } from './domain-change.js';
@@ -34,6 +36,10 @@ export interface WorkerOptions {
   concurrency: number;
   /** Jobs of the logout queue one process runs at once (each fans out on its own). */
   logoutConcurrency: number;
+  /** How long a worker holds a job without renewing its lock before others take it over. */
+  lockMs: number;
+  /** Jobs a second each queue starts, across all workers; 0 for no limit. */
+  ratePerSecond: number;
 }
 
 export interface RunningWorkers {
@@ -45,6 +51,17 @@ export interface RunningWorkers {
 /** How long a job waits before it looks again at the job it must follow. */
 const FOLLOW_DELAY_MS = 100;
 
+/** How long the whole queue pauses when a backend answers 429 or 503. */
+const BACKOFF_PAUSE_MS = 1000;
+
+/**
+ * How often a job may lose its lock (its worker died or stalled) and still run again. BullMQ
+ * allows one; crashes during a rolling restart can take a job's worker twice.
+ */
+const MAX_STALLS = 5;
+
+const UNLIMITED = 1_000_000;
+
 export function startWorkers(deps: WorkerDeps, options: WorkerOptions): RunningWorkers {
   const { connection, prefix } = options;
   // Lookups of the jobs that others must follow; the workers themselves never add jobs.
@@ -54,11 +71,21 @@ export function startWorkers(deps: WorkerDeps, options: WorkerOptions): RunningW
 
   const start = (name: QueueName, concurrency: number) => {
     const queue = lookups.get(name)!;
-    const worker = new Worker(name, (job, token) => runJob(job, token, queue, deps), {
-      connection,
-      prefix,
-      concurrency,
-    });
+    const worker: Worker = new Worker(
+      name,
+      (job, token) => runJob(job, token, { queue, worker, deps }),
+      {
+        connection,
+        prefix,
+        concurrency,
+        lockDuration: options.lockMs,
+        stalledInterval: options.lockMs,
+        maxStalledCount: MAX_STALLS,
+        // A limiter must be set for worker.rateLimit() to pause the queue; its own rate is the
+        // configured pace toward the backends, or none.
+        limiter: { max: options.ratePerSecond || UNLIMITED, duration: 1000 },
+      },
+    );
     worker.on('error', (err) =>
       deps.logger.error({ err: String(err), queue: name }, 'worker error'),
     );
@@ -97,16 +124,18 @@ async function followPredecessor(job: Job, token: string | undefined, queue: Que
   throw new DelayedError();
 }
 
-async function runJob(
-  job: Job,
-  token: string | undefined,
-  queue: Queue,
-  deps: WorkerDeps,
-): Promise<unknown> {
-  await followPredecessor(job, token, queue);
+interface JobContext {
+  queue: Queue;
+  worker: Worker;
+  deps: WorkerDeps;
+}
+
+async function runJob(job: Job, token: string | undefined, context: JobContext) {
+  const { deps } = context;
+  await followPredecessor(job, token, context.queue);
 
   const started = Date.now();
-  const context = {
+  const fields = {
     jobId: job.id,
     type: job.name,
     attempt: job.attemptsMade + 1,
@@ -116,19 +145,60 @@ async function runJob(
   if (!processor) throw new UnrecoverableError(`500 internal_error: unknown job type ${job.name}`);
 
   try {
+    if ((job.data as SecretsCarrier).secretsRemoved) throw secretsGone();
     const result = await processor(job, deps);
-    deps.logger.info({ ...context, outcome: 'succeeded', ms: Date.now() - started }, 'job');
+    await removeSecrets(job);
+    deps.logger.info({ ...fields, outcome: 'succeeded', ms: Date.now() - started }, 'job');
     return result;
   } catch (err) {
     const final = err instanceof UnrecoverableError;
-    const level = final ? 'warn' : 'info';
-    const outcome = final ? 'failed' : 'retrying';
-    deps.logger[level](
-      { ...context, outcome, ms: Date.now() - started, reason: (err as Error).message },
+    if (final) await removeSecrets(job);
+    if (slowsTheQueue(err)) await context.worker.rateLimit(BACKOFF_PAUSE_MS);
+
+    const backend = err instanceof BackendError ? err.kind : undefined;
+    deps.logger[final ? 'warn' : 'info'](
+      {
+        ...fields,
+        outcome: final ? 'failed' : 'retrying',
+        ms: Date.now() - started,
+        reason: (err as Error).message,
+        backend,
+      },
       'job',
     );
     throw err;
   }
+}
+
+interface SecretsCarrier {
+  secrets?: string;
+  secretsRemoved?: boolean;
+}
+
+/**
+ * A finished job keeps no secrets, not even sealed: they are removed as it ends, and a job
+ * retried by hand after that fails with a reason instead of running without them.
+ */
+async function removeSecrets(job: Job): Promise<void> {
+  const data = job.data as SecretsCarrier;
+  if (!data.secrets) return;
+
+  const { secrets: _secrets, ...rest } = data;
+  await job.updateData({ ...rest, secretsRemoved: true });
+}
+
+function secretsGone(): UnrecoverableError {
+  const reason = new ApiError(
+    409,
+    'conflict',
+    "this job's passwords were removed when it ended; send the request again",
+  );
+  return new UnrecoverableError(encodeFailure(reason));
+}
+
+/** 429, and 503 (a backend shedding load), pause the whole queue rather than hammer it. */
+function slowsTheQueue(err: unknown): boolean {
+  return err instanceof BackendError && (err.kind === 'rate_limited' || err.status === 503);
 }
 
 /**

@@ -331,5 +331,34 @@ const joiToJsonSchema = joiToJson as unknown as (joi: Joi.Schema, mode: 'open-ap
 
 /** The JSON Schema of a joi schema, as joi-to-json converts it for OpenAPI 3.1. */
 export function toJsonSchema(joi: Joi.Schema): JsonSchema {
-  return joiToJsonSchema(joi, 'open-api-3.1') as JsonSchema;
+  const schema = joiToJsonSchema(joi, 'open-api-3.1') as JsonSchema;
+  complete(joi.describe() as JoiDescription, schema);
+  return schema;
+}
+
+interface JoiDescription {
+  type?: string;
+  flags?: { result?: string };
+  rules?: Array<{ name: string; args?: { limit?: number } }>;
+  keys?: Record<string, JoiDescription>;
+}
+
+/**
+ * Adds what joi-to-json (5.0) leaves out: the size of an object (`.min(1)` on a patch) and
+ * keys that are accepted but dropped (`.strip()`, the deprecated user `id`).
+ */
+function complete(joi: JoiDescription, schema: JsonSchema): void {
+  if (joi.flags?.result === 'strip') {
+    Object.assign(schema, { deprecated: true, description: 'Accepted and ignored.' });
+  }
+  if (joi.type !== 'object') return;
+
+  for (const rule of joi.rules ?? []) {
+    if (rule.name === 'min') schema.minProperties = rule.args?.limit;
+    if (rule.name === 'max') schema.maxProperties = rule.args?.limit;
+  }
+  const properties = (schema.properties ?? {}) as Record<string, JsonSchema>;
+  for (const [key, child] of Object.entries(joi.keys ?? {})) {
+    if (properties[key]) complete(child, properties[key]);
+  }
 }

@@ -179,6 +179,7 @@ const RULES: Array<[string, string]> = [
   ['minItems', 'at least {} items'],
   ['maxItems', 'at most {} items'],
   ['minProperties', 'at least {} fields'],
+  ['maxProperties', 'at most {} fields'],
   ['pattern', 'matches {}'],
   ['format', 'format {}'],
   ['default', 'default {}'],
