@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 
 import { Redis } from 'ioredis';
 
@@ -67,6 +68,7 @@ export async function startService(
     });
 
     const server = http.createServer(app.callback());
+    server.on('clientError', answerClientError);
     server.listen(config.port, config.host);
     await once(server, 'listening');
     const { port } = server.address() as AddressInfo;
@@ -120,6 +122,29 @@ async function runAll(steps: Array<() => Promise<unknown>>, logger: Logger): Pro
       logger.warn({ err: String(err) }, 'shutdown step failed');
     }
   }
+}
+
+/**
+ * Requests Node's HTTP parser refuses never reach Koa (headers over 16 KB, bytes that are not
+ * HTTP); they get the same JSON error shape as every other refusal.
+ */
+function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+
+  const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+  const status = tooLarge ? 431 : 400;
+  const body = JSON.stringify({
+    error: tooLarge ? 'the request headers are too large' : 'the request is not valid HTTP',
+    code: 'validation_failed',
+  });
+  socket.end(
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\n` +
+      'Content-Type: application/json; charset=utf-8\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }
 
 function closeServer(server: http.Server): Promise<void> {

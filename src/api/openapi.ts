@@ -245,8 +245,8 @@ export const operations: OperationSpec[] = [
     responses: {
       200: {
         description: 'Every user of the domain is logged out (when the client waited).',
-        schema: ref('LogoutAnswer'),
-        example: { logout: { done: 42, total: 42 } },
+        schema: ref('LogoutCount'),
+        example: { done: 42, total: 42 },
       },
       404: '`not_found`: no domain with that id.',
     },

@@ -30,7 +30,7 @@ export function waitTimeMs(ctx: ApiContext, policy: WaitPolicy): number {
 
 /**
  * Answers a write: waits for its job as the client prefers, then gives the result as the
- * synchronous answer (`success` status and `wrap(result)`), the job's error, or 202 with the
+ * synchronous answer (`status`, and the job's result as the body), the job's error, or 202 with the
  * job's address when it is not done yet.
  */
 export async function answerJob(
@@ -38,15 +38,15 @@ export async function answerJob(
   gateway: JobGateway,
   job: Job,
   policy: WaitPolicy,
-  success: { status: number; wrap: (result: unknown) => unknown },
+  status: number,
 ): Promise<void> {
   const timeoutMs = waitTimeMs(ctx, policy);
   const view = timeoutMs > 0 ? await gateway.wait(job, timeoutMs) : await gateway.view(job);
   ctx.set('Kitter-Job', view.id);
 
   if (view.state === 'succeeded') {
-    ctx.status = success.status;
-    ctx.body = success.status === 204 ? undefined : success.wrap(view.result);
+    ctx.status = status;
+    ctx.body = status === 204 ? undefined : view.result;
     return;
   }
   if (view.state === 'failed' && view.error) {

@@ -8,8 +8,8 @@ import { answerJob } from './respond.js';
 export interface WriteOptions {
   /** Writes with the same key (one user, one domain) are carried out in the order accepted. */
   orderKey?: string;
-  /** The status and body of the synchronous answer. */
-  success: { status: number; wrap: (result: unknown) => unknown };
+  /** The status of the synchronous answer; its body is the job's result. */
+  status: number;
   /** Answer 202 at once unless the client asks to wait (`Prefer: wait=N`). */
   asyncByDefault?: boolean;
 }
@@ -44,5 +44,5 @@ export async function submitWrite<T extends object>(
   const policy = {
     syncTimeoutMs: options.asyncByDefault ? 0 : deps.config.syncTimeoutMs,
   };
-  await answerJob(ctx, deps.gateway, job, policy, options.success);
+  await answerJob(ctx, deps.gateway, job, policy, options.status);
 }

@@ -114,6 +114,10 @@ export class WacCoreClient {
     return page.items[0];
   }
 
+  getUser(id: string): Promise<WacUser | undefined> {
+    return this.getOrUndefined('get user', `/users/${id}`);
+  }
+
   listUsers(query: Query): Promise<Page<WacUser>> {
     return this.list('list users', '/users', query);
   }

@@ -11,7 +11,10 @@ import { failAttempt } from './failures.js';
  * Changes a domain in wac-core. A domain with users keeps its name: each user carries the name
  * in Keycloak, and renaming them all is not a change one request should make.
  */
-export async function updateDomain(job: Job<DomainUpdateData>, deps: WorkerDeps): Promise<Domain> {
+export async function updateDomain(
+  job: Job<DomainUpdateData>,
+  deps: WorkerDeps,
+): Promise<{ domain: Domain }> {
   if (!hasFields(job.data, { domainId: 'string', changes: 'object' })) {
     throw await failAttempt(job, errors.validation('the job data is not a domain.update job'));
   }
@@ -33,7 +36,8 @@ export async function updateDomain(job: Job<DomainUpdateData>, deps: WorkerDeps)
       throw errors.unknownDomain(changes.parent, 'parent');
     }
 
-    return fromWacDomain(await deps.wac.updateDomain(domainId, toWacDomainPatch(changes)));
+    const updated = await deps.wac.updateDomain(domainId, toWacDomainPatch(changes));
+    return { domain: fromWacDomain(updated) };
   } catch (err) {
     throw await failAttempt(job, err);
   }

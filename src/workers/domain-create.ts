@@ -12,7 +12,10 @@ import { failAttempt } from './failures.js';
  * earlier write by id: a 409 on a re-run is taken as its own only when the job had already
  * sent the domain and the domain found has exactly the fields asked for.
  */
-export async function createDomain(job: Job<DomainCreateData>, deps: WorkerDeps): Promise<Domain> {
+export async function createDomain(
+  job: Job<DomainCreateData>,
+  deps: WorkerDeps,
+): Promise<{ domain: Domain }> {
   if (!isDomainCreateData(job.data)) {
     throw await failAttempt(job, errors.validation('the job data is not a domain.create job'));
   }
@@ -27,12 +30,12 @@ export async function createDomain(job: Job<DomainCreateData>, deps: WorkerDeps)
     }
     if (!sentBefore) await job.updateData({ ...data, sent: true });
 
-    return fromWacDomain(await deps.wac.createDomain(wanted));
+    return { domain: fromWacDomain(await deps.wac.createDomain(wanted)) };
   } catch (err) {
     if (sentBefore && err instanceof BackendError && err.kind === 'conflict') {
       const found = await deps.wac.findDomainByName(data.domain.domain);
       const own = found && sameFields(fromWacDomain(found), fromWacDomain({ ...found, ...wanted }));
-      if (own) return fromWacDomain(found);
+      if (own) return { domain: fromWacDomain(found) };
     }
     throw await failAttempt(job, err);
   }

@@ -22,7 +22,10 @@ import { failAttempt } from './failures.js';
  * (409) adopts it when this job made it, so a re-run after a crash never creates anything
  * twice. A job that fails for good deletes what it made, wac-core first.
  */
-export async function createUser(job: Job<UserCreateData>, deps: WorkerDeps): Promise<User> {
+export async function createUser(
+  job: Job<UserCreateData>,
+  deps: WorkerDeps,
+): Promise<{ user: User }> {
   if (!isUserCreateData(job.data)) {
     throw await failAttempt(job, errors.validation('the job data is not a user.create job'));
   }
@@ -33,7 +36,7 @@ export async function createUser(job: Job<UserCreateData>, deps: WorkerDeps): Pr
 
   try {
     const secrets = data.secrets ? deps.secrets.open<UserSecrets>(data.secrets) : {};
-    return await runSteps(job, deps, secrets, progress, save);
+    return { user: await runSteps(job, deps, secrets, progress, save) };
   } catch (err) {
     throw await failAttempt(job, err, () => undoCreate(job, deps, progress));
   }

@@ -21,7 +21,10 @@ import { failAttempt } from './failures.js';
  * the wac-core fields, the SIP credential), so a re-run after a crash just writes it again.
  * If a step fails for good, Keycloak and wac-core get back the user as it was before the job.
  */
-export async function updateUser(job: Job<UserUpdateData>, deps: WorkerDeps): Promise<User> {
+export async function updateUser(
+  job: Job<UserUpdateData>,
+  deps: WorkerDeps,
+): Promise<{ user: User }> {
   if (!hasFields(job.data, { userId: 'string', patch: 'object' })) {
     throw await failAttempt(job, errors.validation('the job data is not a user.update job'));
   }
@@ -69,7 +72,7 @@ export async function updateUser(job: Job<UserUpdateData>, deps: WorkerDeps): Pr
       if (credential && !mapping) await wac.createSipMapping({ ownerUri, credential });
     }
 
-    return await readUser(deps, userId, wacUser.id);
+    return { user: await readUser(deps, userId, wacUser.id) };
   } catch (err) {
     throw await failAttempt(job, err, () => restore(job, deps, before));
   }

@@ -1,3 +1,5 @@
+import net from 'node:net';
+
 import { expect } from 'chai';
 
 import { startStack, type Stack } from '../support/stack.js';
@@ -93,6 +95,18 @@ describe('the HTTP API', function () {
       expect(job.body).to.deep.equal({ error: 'job no-such-job not found', code: 'not_found' });
     });
 
+    it('answers oversized headers and non-HTTP bytes in the JSON error shape', async () => {
+      const big = await fetch(`${stack.service.url}/domains`, {
+        headers: { 'x-filler': 'x'.repeat(20_000) },
+      });
+      const garbage = await rawRequest(stack.service.url!, 'NOT HTTP AT ALL\r\n\r\n');
+
+      expect(big.status).to.equal(431);
+      expect((await big.json()).code).to.equal('validation_failed');
+      expect(garbage).to.match(/^HTTP\/1.1 400 Bad Request/);
+      expect(garbage).to.include('"code":"validation_failed"');
+    });
+
     it('answers 405 naming the methods a path takes', async () => {
       const answer = await stack.call('DELETE', '/users');
 
@@ -139,3 +153,15 @@ describe('the HTTP API', function () {
     });
   });
 });
+
+/** Sends raw bytes to the server and answers what comes back before it closes. */
+function rawRequest(url: string, bytes: string): Promise<string> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(port), hostname, () => socket.write(bytes));
+    let answer = '';
+    socket.on('data', (chunk) => (answer += chunk));
+    socket.on('end', () => resolve(answer));
+    socket.on('error', reject);
+  });
+}

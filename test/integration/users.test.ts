@@ -141,7 +141,7 @@ describe('creating users through the queue', function () {
       job = (await stack.call('GET', location!)).body.job;
     }
     expect(job.state).to.equal('succeeded');
-    expect(job.result.user ?? job.result).to.include({ username: 'ada' });
+    expect(job.result.user).to.include({ username: 'ada' });
     expect(job.error).to.equal(null);
     expect(job.finished_at).to.be.a('string');
   });

@@ -65,16 +65,16 @@ export const EXAMPLE_JOB = {
 };
 
 /**
- * What a succeeded job's `result` holds, by job type: the record the synchronous answer
- * carries, not wrapped (`User`, not `{"user": User}`).
+ * What a succeeded job's `result` holds, by job type: the body the synchronous answer would
+ * have had (`{"user": User}`), or null where that answer has no body (204).
  */
 const JOB_RESULTS: Partial<Record<JobType, JsonSchema>> = {
-  'user.create': ref('User'),
-  'user.update': ref('User'),
+  'user.create': ref('UserAnswer'),
+  'user.update': ref('UserAnswer'),
   'user.delete': { type: 'null' },
   'user.logout': { type: 'null' },
-  'domain.create': ref('Domain'),
-  'domain.update': ref('Domain'),
+  'domain.create': ref('DomainAnswer'),
+  'domain.update': ref('DomainAnswer'),
   'domain.delete': { type: 'null' },
   'domain.logout': ref('LogoutCount'),
   'htable.create': ref('HtableEntry'),
@@ -239,13 +239,6 @@ export const schemas = {
     additionalProperties: false,
   },
 
-  LogoutAnswer: {
-    type: 'object',
-    required: ['logout'],
-    properties: { logout: ref('LogoutCount') },
-    additionalProperties: false,
-  },
-
   LogoutCount: {
     type: 'object',
     description: 'How many of the domain users were logged out.',
@@ -306,8 +299,8 @@ export const schemas = {
       finished_at: { ...nullable('string'), format: 'date-time' },
       result: {
         description:
-          'Once succeeded, what the synchronous answer carries: the user, the domain, the ' +
-          'logout count or the entry, not wrapped; `null` for deletes and user logouts.',
+          'Once succeeded, the body the synchronous answer would have had: `{"user": ...}`, ' +
+          '`{"domain": ...}`, the logout count or the entry; `null` where that answer is a 204.',
       },
       error: { anyOf: [ref('JobError'), { type: 'null' }] },
     },

@@ -35,8 +35,6 @@ const idPath = Joi.object({ id: wacId.required() });
 /** wac-core lists at most this many domains a page. */
 const PAGE = 1000;
 
-const wrapDomain = { status: 200, wrap: (domain: unknown) => ({ domain }) };
-
 export function domainRoutes(deps: ApiDeps): Router<ApiState> {
   const router = new Router<ApiState>();
 
@@ -65,7 +63,7 @@ export function domainRoutes(deps: ApiDeps): Router<ApiState> {
 
     await submitWrite(ctx, deps, JOB_TYPES.domainCreate, data, {
       orderKey: domainKey(body.domain.domain),
-      success: { ...wrapDomain, status: 201 },
+      status: 201,
     });
   });
 
@@ -83,7 +81,7 @@ export function domainRoutes(deps: ApiDeps): Router<ApiState> {
     deps.domains.forget(current.domain);
     await submitWrite(ctx, deps, JOB_TYPES.domainUpdate, data, {
       orderKey: domainKey(current.domain),
-      success: wrapDomain,
+      status: 200,
     });
   });
 
@@ -94,7 +92,7 @@ export function domainRoutes(deps: ApiDeps): Router<ApiState> {
     deps.domains.forget(current.domain);
     await submitWrite(ctx, deps, JOB_TYPES.domainDelete, data, {
       orderKey: domainKey(current.domain),
-      success: { status: 204, wrap: () => undefined },
+      status: 204,
     });
   });
 
@@ -110,7 +108,7 @@ export function domainRoutes(deps: ApiDeps): Router<ApiState> {
     // Logging out a large domain takes a while: answered 202 unless the client asks to wait.
     await submitWrite(ctx, deps, JOB_TYPES.domainLogout, data, {
       asyncByDefault: true,
-      success: { status: 200, wrap: (result) => ({ logout: result }) },
+      status: 200,
     });
   });
 

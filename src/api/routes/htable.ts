@@ -56,7 +56,7 @@ export function htableRoutes(deps: ApiDeps): Router<ApiState> {
 
     await submitWrite(ctx, deps, JOB_TYPES.htableCreate, data, {
       orderKey: htableKey(entry.name),
-      success: { status: 201, wrap: (created) => created },
+      status: 201,
     });
   });
 
@@ -66,7 +66,7 @@ export function htableRoutes(deps: ApiDeps): Router<ApiState> {
 
     await submitWrite(ctx, deps, JOB_TYPES.htableDelete, data, {
       orderKey: htableKey(name),
-      success: { status: 204, wrap: () => undefined },
+      status: 204,
     });
   });
 

@@ -61,11 +61,6 @@ type UserListQuery = Page & {
 /** Users read from wac-core at once while a page of users is put together. */
 const ENRICH_CONCURRENCY = 10;
 
-const ok = (status: number, key?: string) => ({
-  status,
-  wrap: (result: unknown) => (key ? { [key]: result } : result),
-});
-
 export function userRoutes(deps: ApiDeps): Router<ApiState> {
   const router = new Router<ApiState>();
 
@@ -108,7 +103,7 @@ export function userRoutes(deps: ApiDeps): Router<ApiState> {
     };
     await submitWrite(ctx, deps, JOB_TYPES.userCreate, data, {
       orderKey: userKey(spec.username),
-      success: ok(201, 'user'),
+      status: 201,
     });
   });
 
@@ -151,7 +146,7 @@ export function userRoutes(deps: ApiDeps): Router<ApiState> {
     };
     await submitWrite(ctx, deps, JOB_TYPES.userUpdate, data, {
       orderKey: userKey(current),
-      success: ok(200, 'user'),
+      status: 200,
     });
   });
 
@@ -162,7 +157,7 @@ export function userRoutes(deps: ApiDeps): Router<ApiState> {
     const data: UserDeleteData = { v: 1, userId: id, requestId: ctx.state.requestId };
     await submitWrite(ctx, deps, JOB_TYPES.userDelete, data, {
       orderKey: userKey(current),
-      success: ok(204),
+      status: 204,
     });
   });
 
@@ -173,7 +168,7 @@ export function userRoutes(deps: ApiDeps): Router<ApiState> {
     const data: UserLogoutData = { v: 1, userId: id, requestId: ctx.state.requestId };
     await submitWrite(ctx, deps, JOB_TYPES.userLogout, data, {
       orderKey: userKey(current),
-      success: ok(204),
+      status: 204,
     });
   });
 
