@@ -19,11 +19,9 @@
  */
 import { readFileSync } from 'node:fs';
 
-import Joi from 'joi';
-
 import type { Config } from '../config.js';
-import { domainCreateSchema, domainName, domainPatchSchema } from '../model/domains.js';
-import { userCreateSchema, userPatchSchema } from '../model/users.js';
+import { domainPatchSchema } from '../model/domains.js';
+import { userPatchSchema } from '../model/users.js';
 import {
   BAD_BODY,
   BODY_LIMIT,
@@ -32,30 +30,10 @@ import {
   type OperationSpec,
 } from './openapi/build.js';
 import { EXAMPLE_DOMAIN, EXAMPLE_JOB, EXAMPLE_USER, ref } from './openapi/schemas.js';
-import { MAX_PAGE, keycloakId, paginate, wacId } from './params.js';
-import { domainListQuery } from './routes/domains.js';
-import { userListQuery } from './routes/users.js';
-
-// The routes validate with these, but define them beside themselves without exporting them, so
-// they are repeated here from the same parts: export them from the routes and import them here.
-const domainCreateBody = Joi.object({ domain: domainCreateSchema.required() });
-const domainIdPath = Joi.object({ id: wacId.required() });
-const userCreateBody = Joi.object({ user: userCreateSchema.required() });
-const userIdPath = Joi.object({ id: keycloakId.required() });
-const userPath = Joi.object({
-  domain: domainName.required(),
-  username: Joi.string().trim().lowercase().min(1).max(255).required(),
-});
-const htableListQuery = Joi.object({
-  ...paginate,
-  nameContains: Joi.string().allow('').max(255),
-  valueContains: Joi.string().allow('').max(1024),
-});
-const htableCreateBody = Joi.object({
-  name: Joi.string().trim().min(1).max(255).required(),
-  value: Joi.string().trim().min(1).max(1024).required(),
-});
-const htableNamePath = Joi.object({ name: Joi.string().min(1).max(255).required() });
+import { MAX_PAGE } from './params.js';
+import { domainCreateBody, domainIdPath, domainListQuery } from './routes/domains.js';
+import { htableCreateBody, htableListQuery, htableNamePath } from './routes/htable.js';
+import { userCreateBody, userIdPath, userListQuery, userPath } from './routes/users.js';
 
 const REJECTED = '`backend_rejected`: Keycloak or wac-core refused a value.';
 const PAGING = {

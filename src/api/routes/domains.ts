@@ -28,9 +28,9 @@ export const domainListQuery = Joi.object({
   nameContains: Joi.string().trim().max(253),
 });
 
-const createBody = Joi.object({ domain: domainCreateSchema.required() });
+export const domainCreateBody = Joi.object({ domain: domainCreateSchema.required() });
 
-const idPath = Joi.object({ id: wacId.required() });
+export const domainIdPath = Joi.object({ id: wacId.required() });
 
 /** wac-core lists at most this many domains a page. */
 const PAGE = 1000;
@@ -58,7 +58,7 @@ export function domainRoutes(deps: ApiDeps): Router<ApiState> {
   });
 
   router.post('/domains', async (ctx) => {
-    const body = validate<{ domain: DomainInput }>(createBody, ctx.request.body);
+    const body = validate<{ domain: DomainInput }>(domainCreateBody, ctx.request.body);
     const data: DomainCreateData = { v: 1, domain: body.domain, requestId: ctx.state.requestId };
 
     await submitWrite(ctx, deps, JOB_TYPES.domainCreate, data, {
@@ -73,7 +73,7 @@ export function domainRoutes(deps: ApiDeps): Router<ApiState> {
   });
 
   router.patch('/domains/:id', async (ctx) => {
-    const { id } = validate<{ id: string }>(idPath, ctx.params, 'the path');
+    const { id } = validate<{ id: string }>(domainIdPath, ctx.params, 'the path');
     const changes = validate<DomainPatch>(domainPatchSchema, ctx.request.body);
     const current = await existingDomain(deps, { id });
 
@@ -116,7 +116,7 @@ export function domainRoutes(deps: ApiDeps): Router<ApiState> {
 }
 
 async function existingDomain(deps: ApiDeps, params: unknown): Promise<WacDomain> {
-  const { id } = validate<{ id: string }>(idPath, params, 'the path');
+  const { id } = validate<{ id: string }>(domainIdPath, params, 'the path');
   const domain = await deps.wac.getDomain(id);
   if (!domain) throw errors.notFound(`domain ${id}`);
   return domain;

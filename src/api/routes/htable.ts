@@ -13,19 +13,19 @@ import { submitWrite } from '../writes.js';
 const entryName = Joi.string().trim().min(1).max(255);
 const entryValue = Joi.string().trim().min(1).max(1024);
 
-const listQuery = Joi.object({
+export const htableListQuery = Joi.object({
   ...paginate,
   // An empty filter, as forms send it, filters nothing.
   nameContains: Joi.string().allow('').max(255),
   valueContains: Joi.string().allow('').max(1024),
 });
 
-const createBody = Joi.object({
+export const htableCreateBody = Joi.object({
   name: entryName.required(),
   value: entryValue.required(),
 });
 
-const namePath = Joi.object({ name: Joi.string().min(1).max(255).required() });
+export const htableNamePath = Joi.object({ name: Joi.string().min(1).max(255).required() });
 
 type ListQuery = Page & { nameContains?: string; valueContains?: string };
 
@@ -38,7 +38,7 @@ export function htableRoutes(deps: ApiDeps): Router<ApiState> {
   if (!deps.config.htableEnabled) return router;
 
   router.get('/htable', async (ctx) => {
-    const query = validate<ListQuery>(listQuery, ctx.query, 'the query');
+    const query = validate<ListQuery>(htableListQuery, ctx.query, 'the query');
     const max = query['paginate[max]'];
 
     const page = await deps.wac.listHtable({
@@ -51,7 +51,7 @@ export function htableRoutes(deps: ApiDeps): Router<ApiState> {
   });
 
   router.post('/htable', async (ctx) => {
-    const entry = validate<WacHtableEntry>(createBody, ctx.request.body);
+    const entry = validate<WacHtableEntry>(htableCreateBody, ctx.request.body);
     const data: HtableCreateData = { v: 1, entry, requestId: ctx.state.requestId };
 
     await submitWrite(ctx, deps, JOB_TYPES.htableCreate, data, {
@@ -61,7 +61,7 @@ export function htableRoutes(deps: ApiDeps): Router<ApiState> {
   });
 
   router.delete('/htable/:name', async (ctx) => {
-    const { name } = validate<{ name: string }>(namePath, ctx.params, 'the path');
+    const { name } = validate<{ name: string }>(htableNamePath, ctx.params, 'the path');
     const data: HtableDeleteData = { v: 1, name, requestId: ctx.state.requestId };
 
     await submitWrite(ctx, deps, JOB_TYPES.htableDelete, data, {

@@ -30,14 +30,14 @@ import { keycloakId, paginate, type Page } from '../params.js';
 import { validate } from '../validate.js';
 import { submitWrite } from '../writes.js';
 
-const createBody = Joi.object({ user: userCreateSchema.required() });
+export const userCreateBody = Joi.object({ user: userCreateSchema.required() });
 
-const userPath = Joi.object({
+export const userPath = Joi.object({
   domain: domainName.required(),
   username: Joi.string().trim().lowercase().min(1).max(255).required(),
 });
 
-const idPath = Joi.object({ id: keycloakId.required() });
+export const userIdPath = Joi.object({ id: keycloakId.required() });
 
 export const userListQuery = Joi.object({
   email: Joi.string().trim().max(254),
@@ -88,7 +88,7 @@ export function userRoutes(deps: ApiDeps): Router<ApiState> {
   });
 
   router.post('/users', async (ctx) => {
-    const { user } = validate<{ user: UserInput }>(createBody, ctx.request.body);
+    const { user } = validate<{ user: UserInput }>(userCreateBody, ctx.request.body);
 
     // Refused here, before anything is queued: nothing is written for an unknown domain.
     const domain = await deps.domains.byName(user.attributes.domain);
@@ -127,7 +127,7 @@ export function userRoutes(deps: ApiDeps): Router<ApiState> {
   });
 
   router.patch('/users/:id', async (ctx) => {
-    const { id } = validate<{ id: string }>(idPath, ctx.params, 'the path');
+    const { id } = validate<{ id: string }>(userIdPath, ctx.params, 'the path');
     const patch = validate<UserPatch>(userPatchSchema, ctx.request.body);
     const current = await existingUser(deps, id);
 
@@ -151,7 +151,7 @@ export function userRoutes(deps: ApiDeps): Router<ApiState> {
   });
 
   router.delete('/users/:id', async (ctx) => {
-    const { id } = validate<{ id: string }>(idPath, ctx.params, 'the path');
+    const { id } = validate<{ id: string }>(userIdPath, ctx.params, 'the path');
     const current = await existingUser(deps, id, { orInWacCore: true });
 
     const data: UserDeleteData = { v: 1, userId: id, requestId: ctx.state.requestId };
@@ -162,7 +162,7 @@ export function userRoutes(deps: ApiDeps): Router<ApiState> {
   });
 
   router.post('/users/:id/logout', async (ctx) => {
-    const { id } = validate<{ id: string }>(idPath, ctx.params, 'the path');
+    const { id } = validate<{ id: string }>(userIdPath, ctx.params, 'the path');
     const current = await existingUser(deps, id);
 
     const data: UserLogoutData = { v: 1, userId: id, requestId: ctx.state.requestId };
