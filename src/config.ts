@@ -9,7 +9,7 @@ export const DEMO_API_TOKEN = 'kitter-demo-token';
  */
 export const DEMO_SECRET_KEY = 'kitter-demo-only-secret-key-do-not-use-in-production';
 
-export type Mode = 'api' | 'worker' | 'all' | 'demo';
+export type Mode = 'api' | 'worker' | 'all' | 'demo' | 'reconcile';
 
 export interface Config {
   mode: Mode;
@@ -122,6 +122,8 @@ export function loadConfig(mode: Mode, env: Env = process.env): Config {
   const { value, error } = schema.validate(env, { abortEarly: false, convert: true });
   const problems = error ? error.details.map(describeProblem) : [];
   const demo = mode === 'demo';
+  // Reconciliation only reads and writes the two backends: no queue secrets, no API.
+  const reconcile = mode === 'reconcile';
 
   const clientSecret = value.KEYCLOAK_CLIENT_SECRET ?? (demo ? DEMO_CLIENT_SECRET : undefined);
   const secretKey = value.KITTER_SECRET_KEY ?? (demo ? DEMO_SECRET_KEY : undefined);
@@ -130,10 +132,10 @@ export function loadConfig(mode: Mode, env: Env = process.env): Config {
   if (clientSecret === undefined) {
     problems.push('KEYCLOAK_CLIENT_SECRET is required (the kitter client secret in Keycloak)');
   }
-  if (secretKey === undefined) {
+  if (secretKey === undefined && !reconcile) {
     problems.push('KITTER_SECRET_KEY is required (16+ characters; encrypts secrets in Redis)');
   }
-  if (apiTokens.length === 0 && mode !== 'worker') {
+  if (apiTokens.length === 0 && mode !== 'worker' && !reconcile) {
     problems.push('KITTER_API_TOKENS is required (comma-separated bearer tokens)');
   }
   const short = apiTokens.filter((token) => token.length < 16 && !demo);
@@ -158,7 +160,8 @@ export function loadConfig(mode: Mode, env: Env = process.env): Config {
     requiredRole: value.KITTER_REQUIRED_ROLE,
     htableEnabled: value.KITTER_HTABLE_ENABLED,
     syncTimeoutMs: value.KITTER_SYNC_TIMEOUT_MS,
-    secretKey: secretKey!,
+    // Empty only in reconcile mode, which opens no job data.
+    secretKey: secretKey ?? '',
     worker: {
       concurrency: value.KITTER_WORKER_CONCURRENCY,
       logoutConcurrency: value.KITTER_LOGOUT_CONCURRENCY,

@@ -3,13 +3,18 @@ import { Redis } from 'ioredis';
 import { ConfigError, loadConfig, type Config, type Mode } from './config.js';
 import type { RunningEmulators } from './emulators/index.js';
 import { createLogger } from './logger.js';
+import { runReconcile } from './reconcile/cli.js';
 import { startService } from './service.js';
 
 const MODES: Record<string, Mode> = { api: 'api', worker: 'worker', all: 'all', demo: 'demo' };
 
-const USAGE = 'usage: kitter <api|worker|all|demo>';
+const USAGE =
+  'usage: kitter <api|worker|all|demo>, or kitter reconcile [--domain NAME] [--fix] [--json]';
 
 async function main(argv: string[]): Promise<number> {
+  // A one-off run against the two backends: no Redis, no API, no workers.
+  if (argv[0] === 'reconcile') return runReconcile(argv.slice(1));
+
   const mode = MODES[argv[0] ?? ''];
   if (!mode) {
     console.error(USAGE);

@@ -55,7 +55,7 @@ export async function startService(
     redis.on('error', () => undefined);
     await redis.connect();
 
-    const queues = createQueues(redis, config.queuePrefix, config.worker);
+    const queues = createQueues(redis, config.queuePrefix, config.worker, redisTrouble(logger));
     const gateway = new JobGateway(queues, {
       connection: redis,
       prefix: config.queuePrefix,
@@ -110,6 +110,19 @@ export async function startService(
       closing ??= runAll(closers, logger);
       return closing;
     },
+  };
+}
+
+/**
+ * Logs Redis connection trouble once a second at most: during an outage every client reports
+ * every failed reconnect, and the log must stay readable.
+ */
+export function redisTrouble(logger: Logger): (err: Error) => void {
+  let last = 0;
+  return (err) => {
+    if (Date.now() - last < 1000) return;
+    last = Date.now();
+    logger.warn({ err: err.message }, 'Redis connection trouble');
   };
 }
 

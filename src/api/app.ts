@@ -8,6 +8,7 @@ import { domainRoutes } from './routes/domains.js';
 import { healthRoutes } from './routes/health.js';
 import { htableRoutes } from './routes/htable.js';
 import { jobRoutes } from './routes/jobs.js';
+import { reconcileRoutes } from './routes/reconcile.js';
 import { userRoutes } from './routes/users.js';
 
 /** The Koa app: request log, error boundary, open routes, then the token check and the rest. */
@@ -18,7 +19,13 @@ export function createApp(deps: ApiDeps): Koa<ApiState> {
   app.silent = true;
 
   const open = healthRoutes(deps);
-  const secured = [domainRoutes(deps), userRoutes(deps), jobRoutes(deps), htableRoutes(deps)];
+  const secured = [
+    domainRoutes(deps),
+    userRoutes(deps),
+    jobRoutes(deps),
+    htableRoutes(deps),
+    reconcileRoutes(deps),
+  ];
 
   app.use(requestLog(deps.logger));
   app.use(errorBoundary());

@@ -29,10 +29,17 @@ import {
   type OpenApiDocument,
   type OperationSpec,
 } from './openapi/build.js';
-import { EXAMPLE_DOMAIN, EXAMPLE_JOB, EXAMPLE_USER, ref } from './openapi/schemas.js';
+import {
+  EXAMPLE_DOMAIN,
+  EXAMPLE_JOB,
+  EXAMPLE_RECONCILE_REPORT,
+  EXAMPLE_USER,
+  ref,
+} from './openapi/schemas.js';
 import { MAX_PAGE } from './params.js';
 import { domainCreateBody, domainIdPath, domainListQuery } from './routes/domains.js';
 import { htableCreateBody, htableListQuery, htableNamePath } from './routes/htable.js';
+import { reconcileQuery } from './routes/reconcile.js';
 import { userCreateBody, userIdPath, userListQuery, userPath } from './routes/users.js';
 
 const REJECTED = '`backend_rejected`: Keycloak or wac-core refused a value.';
@@ -430,6 +437,29 @@ export const operations: OperationSpec[] = [
     responses: {
       204: { description: 'Removed.' },
       404: '`not_found`: no entry of that name.',
+    },
+  },
+  {
+    id: 'reconcileDomain',
+    method: 'get',
+    path: '/reconcile',
+    tag: 'reconcile',
+    summary: "Compare one domain's users in Keycloak and wac-core",
+    description:
+      'Read-only: lists the users that exist in only one of the two systems, or differ in ' +
+      'username, email or domain, and says which of them `kitter reconcile --fix` repairs. ' +
+      'Nothing is repaired through the API. Reads every user of the domain, so a large domain ' +
+      'takes a while.',
+    query: reconcileQuery,
+    notes: { domain: 'The domain name, exactly.' },
+    backends: true,
+    responses: {
+      200: {
+        description: 'What differs; an empty `drift` when nothing does.',
+        schema: ref('ReconcileReport'),
+        example: EXAMPLE_RECONCILE_REPORT,
+      },
+      404: '`not_found`: wac-core has no domain of that name.',
     },
   },
 ];

@@ -33,8 +33,9 @@ export interface WacUser {
 export interface SipCredential {
   username: string;
   password: string;
-  domain: string;
-  authProxy: string;
+  /** wac-core leaves out what it was not given; kitter always sends both. */
+  domain: string | null;
+  authProxy: string | null;
 }
 
 export interface WacSipMapping {

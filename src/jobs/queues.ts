@@ -56,8 +56,20 @@ export function jobOptions(policy: RetryPolicy): JobsOptions {
 
 export type Queues = Record<QueueName, Queue>;
 
-export function createQueues(connection: Redis, prefix: string, policy: RetryPolicy): Queues {
-  const make = (name: QueueName) =>
-    new Queue(name, { connection, prefix, defaultJobOptions: jobOptions(policy) });
+/**
+ * The queues as the API uses them. Their connection errors are reported through `onError`
+ * (the readiness check says when Redis is down; ioredis reconnects by itself).
+ */
+export function createQueues(
+  connection: Redis,
+  prefix: string,
+  policy: RetryPolicy,
+  onError: (err: Error) => void,
+): Queues {
+  const make = (name: QueueName) => {
+    const queue = new Queue(name, { connection, prefix, defaultJobOptions: jobOptions(policy) });
+    queue.on('error', onError);
+    return queue;
+  };
   return { provisioning: make('provisioning'), logout: make('logout'), imports: make('imports') };
 }

@@ -45,8 +45,8 @@ export interface User {
     sip_mapping?: {
       username: string;
       password: string;
-      sip_domain: string;
-      sip_auth_proxy: string;
+      sip_domain: string | null;
+      sip_auth_proxy: string | null;
     };
   };
 }

@@ -61,12 +61,12 @@ export function summarize(report: ReconcileReport, fix: boolean): string {
   if (report.drift.length > 0) lines.push('', 'drift:');
   for (const item of report.drift) {
     const remedy = item.fixable ? '' : ` (left alone: ${item.reason})`;
-    lines.push(`  ${describe(item)}${remedy}`);
+    lines.push(`  ${lineOf(item)}${remedy}`);
   }
 
   if (fix) {
     lines.push('', report.fixed.length > 0 ? 'fixed:' : 'fixed: nothing');
-    for (const item of report.fixed) lines.push(`  ${describe(item)}: ${item.action}`);
+    for (const item of report.fixed) lines.push(`  ${lineOf(item)}: ${item.action}`);
   }
 
   if (report.left.length === 0) {
@@ -77,14 +77,14 @@ export function summarize(report: ReconcileReport, fix: boolean): string {
   lines.push('', `left: ${report.left.length}`);
   if (fix) {
     // Without --fix everything is left, and the drift list above already says why.
-    for (const item of report.left) lines.push(`  ${describe(item)}: ${item.reason}`);
+    for (const item of report.left) lines.push(`  ${lineOf(item)}: ${item.reason}`);
   } else if (report.drift.some((item) => item.fixable)) {
     lines.push('  run with --fix to repair what can be repaired');
   }
   return lines.join('\n');
 }
 
-function describe(item: Omit<DriftItem, 'fixable' | 'reason'>): string {
+function lineOf(item: Omit<DriftItem, 'fixable' | 'reason'>): string {
   const ids = [
     item.keycloak_id ? `keycloak ${item.keycloak_id}` : undefined,
     item.wac_core_id ? `wac-core ${item.wac_core_id}` : undefined,

@@ -66,7 +66,11 @@ export function startWorkers(deps: WorkerDeps, options: WorkerOptions): RunningW
   const { connection, prefix } = options;
   // Lookups of the jobs that others must follow; the workers themselves never add jobs.
   const lookups = new Map(
-    QUEUE_NAMES.map((name) => [name, new Queue(name, { connection, prefix })]),
+    QUEUE_NAMES.map((name) => {
+      const queue = new Queue(name, { connection, prefix });
+      queue.on('error', (err) => deps.logger.debug({ err: err.message }, 'queue error'));
+      return [name, queue];
+    }),
   );
 
   const start = (name: QueueName, concurrency: number) => {

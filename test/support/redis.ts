@@ -1,11 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { Redis } from 'ioredis';
 
-let started: Promise<string> | undefined;
-let child: ChildProcess | undefined;
+let shared: Promise<string> | undefined;
 
 /**
  * The Redis the tests use: `REDIS_URL` when set, else a `redis-server` of their own on a free
@@ -14,39 +14,48 @@ let child: ChildProcess | undefined;
  */
 export function testRedisUrl(): Promise<string> {
   if (process.env.REDIS_URL) return Promise.resolve(process.env.REDIS_URL);
-  started ??= startRedisServer();
-  return started;
+  shared ??= startRedisServer().then((server) => server.url);
+  return shared;
 }
 
-async function startRedisServer(): Promise<string> {
-  const port = await freePort();
-  child = spawn(
+export interface RedisServer {
+  url: string;
+  port: number;
+  /** Kills the server at once (SIGKILL), as a crash would. */
+  kill(): Promise<void>;
+}
+
+/** A `redis-server` of the caller's own, on `port` or a free one; killed when the run ends. */
+export async function startRedisServer(port?: number): Promise<RedisServer> {
+  const chosen = port ?? (await freePort());
+  const child: ChildProcess = spawn(
     'redis-server',
     [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--maxmemory-policy',
-      'noeviction',
+      ...['--port', String(chosen), '--bind', '127.0.0.1'],
+      ...['--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'],
     ],
     { stdio: 'ignore' },
   );
   child.on('error', (err) => {
     throw new Error(`cannot start redis-server (is it installed?): ${err.message}`);
   });
-  process.once('exit', () => child?.kill('SIGKILL'));
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
 
-  const url = `redis://127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    if (await answers(url)) return url;
-    await sleep(50);
-  }
-  throw new Error(`redis-server on port ${port} did not start`);
+  const url = `redis://127.0.0.1:${chosen}`;
+  for (let i = 0; i < 100 && !(await answers(url)); i++) await sleep(50);
+  if (!(await answers(url))) throw new Error(`redis-server on port ${chosen} did not start`);
+
+  return {
+    url,
+    port: chosen,
+    async kill() {
+      process.removeListener('exit', killOnExit);
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+    },
+  };
 }
 
 async function answers(url: string): Promise<boolean> {

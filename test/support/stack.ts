@@ -23,6 +23,8 @@ export interface Stack {
   wac: WacCoreEmulator;
   service: RunningService;
   config: Config;
+  /** The environment the stack's configuration was read from (for processes of its own). */
+  env: Record<string, string>;
   /** Every log line the service wrote, as text. */
   logs: string[];
   call(
@@ -48,7 +50,7 @@ export async function startStack(
   });
   const wac = await startWacCoreEmulator({ verifyToken: (token) => keycloak.verifyToken(token) });
 
-  const config = loadConfig('all', {
+  const fullEnv: Record<string, string> = {
     REDIS_URL: await testRedisUrl(),
     KITTER_QUEUE_PREFIX: `test-${randomBytes(6).toString('hex')}`,
     KEYCLOAK_URL: keycloak.url,
@@ -62,7 +64,8 @@ export async function startStack(
     HOST: '127.0.0.1',
     LOG_LEVEL: 'debug',
     ...env,
-  });
+  };
+  const config = loadConfig('all', fullEnv);
 
   const logs: string[] = [];
   const sink = new Writable({
@@ -78,6 +81,7 @@ export async function startStack(
     wac,
     service,
     config,
+    env: fullEnv,
     logs,
     async call(method, path, body, headers = {}) {
       const init: RequestInit = {

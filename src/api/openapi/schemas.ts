@@ -64,6 +64,76 @@ export const EXAMPLE_JOB = {
   error: null,
 };
 
+const RECONCILE_LEFT = [
+  {
+    kind: 'keycloak_only',
+    domain: 'example.com',
+    username: 'johndoe',
+    keycloak_id: '550e8400-e29b-41d4-a716-446655440000',
+    wac_core_id: null,
+  },
+  {
+    kind: 'different',
+    domain: 'example.com',
+    username: 'janedoe',
+    keycloak_id: '6f1c2a9e-0d3b-4e57-9a61-2c8b7d4e5f10',
+    wac_core_id: '507f1f77bcf86cd799439012',
+    differences: [
+      { field: 'email', keycloak: 'jane@example.com', wac_core: 'jane@old.example.com' },
+    ],
+  },
+  {
+    kind: 'unlinked',
+    domain: 'example.com',
+    username: 'legacy',
+    keycloak_id: null,
+    wac_core_id: '507f1f77bcf86cd799439013',
+  },
+];
+
+export const EXAMPLE_RECONCILE_REPORT = {
+  domains: 1,
+  keycloak_users: 3,
+  wac_core_users: 3,
+  drift: [
+    { ...RECONCILE_LEFT[0], fixable: true },
+    { ...RECONCILE_LEFT[1], fixable: true },
+    { ...RECONCILE_LEFT[2], fixable: false, reason: 'no externalId: not made by kitter' },
+  ],
+  fixed: [],
+  left: [
+    { ...RECONCILE_LEFT[0], reason: 'not repaired: a read-only run' },
+    { ...RECONCILE_LEFT[1], reason: 'not repaired: a read-only run' },
+    { ...RECONCILE_LEFT[2], reason: 'no externalId: not made by kitter' },
+  ],
+};
+
+/** What every user of a reconciliation report says: which user, and what kind of drift. */
+const reconciledUser = {
+  required: ['kind', 'domain', 'username', 'keycloak_id', 'wac_core_id'],
+  properties: {
+    kind: {
+      enum: ['keycloak_only', 'wac_core_only', 'unlinked', 'different'],
+      description:
+        '`keycloak_only`: a Keycloak user without a wac-core user; `wac_core_only`: a ' +
+        'wac-core user whose `externalId` names no Keycloak user; `unlinked`: a wac-core user ' +
+        'without `externalId` (not made by kitter); `different`: both exist but disagree.',
+    },
+    domain: {
+      type: 'string',
+      description: "The user's domain name: Keycloak's when Keycloak has the user.",
+    },
+    username: text,
+    keycloak_id: nullable('string'),
+    wac_core_id: nullable('string'),
+    differences: {
+      type: 'array',
+      items: ref('ReconcileDifference'),
+      description: 'For `different`: each field that differs, with both values.',
+    },
+  },
+};
+
 /**
  * What a succeeded job's `result` holds, by job type: the body the synchronous answer would
  * have had (`{"user": User}`), or null where that answer has no body (204).
@@ -216,8 +286,11 @@ export const schemas = {
     properties: {
       username: text,
       password: { const: MASKED, description: 'Always masked.' },
-      sip_domain: text,
-      sip_auth_proxy: text,
+      sip_domain: {
+        ...nullable('string'),
+        description: 'null when wac-core has none (a mapping made outside kitter).',
+      },
+      sip_auth_proxy: { ...nullable('string'), description: 'null when wac-core has none.' },
     },
     additionalProperties: false,
   },
@@ -362,6 +435,67 @@ export const schemas = {
     description: 'Per dependency: `ok`, `timeout`, or what went wrong.',
     required: ['redis', 'keycloak', 'wac_core'],
     properties: { redis: text, keycloak: text, wac_core: text },
+    additionalProperties: false,
+  },
+
+  ReconcileReport: {
+    type: 'object',
+    description:
+      'What a reconciliation found (`drift`), repaired (`fixed`, only by `kitter reconcile ' +
+      '--fix`) and left as it is (`left`, with the reason).',
+    required: ['domains', 'keycloak_users', 'wac_core_users', 'drift', 'fixed', 'left'],
+    properties: {
+      domains: { type: 'integer', minimum: 0, description: 'Domains compared.' },
+      keycloak_users: {
+        type: 'integer',
+        minimum: 0,
+        description: 'Keycloak users read (by their `domain` attribute).',
+      },
+      wac_core_users: { type: 'integer', minimum: 0, description: 'wac-core users read.' },
+      drift: { type: 'array', items: ref('ReconcileDrift') },
+      fixed: { type: 'array', items: ref('ReconcileFixed') },
+      left: { type: 'array', items: ref('ReconcileLeft') },
+    },
+    additionalProperties: false,
+    examples: [EXAMPLE_RECONCILE_REPORT],
+  },
+
+  ReconcileDrift: {
+    type: 'object',
+    description: 'A user in only one system, or different in the two.',
+    required: [...reconciledUser.required, 'fixable'],
+    properties: {
+      ...reconciledUser.properties,
+      fixable: { type: 'boolean', description: 'Whether `kitter reconcile --fix` repairs it.' },
+      reason: { type: 'string', description: 'When not fixable: why it is left alone.' },
+    },
+    additionalProperties: false,
+  },
+
+  ReconcileFixed: {
+    type: 'object',
+    description: 'A drift item that was repaired.',
+    required: [...reconciledUser.required, 'action'],
+    properties: { ...reconciledUser.properties, action: { type: 'string' } },
+    additionalProperties: false,
+  },
+
+  ReconcileLeft: {
+    type: 'object',
+    description: 'A drift item still there at the end of the run.',
+    required: [...reconciledUser.required, 'reason'],
+    properties: { ...reconciledUser.properties, reason: { type: 'string' } },
+    additionalProperties: false,
+  },
+
+  ReconcileDifference: {
+    type: 'object',
+    required: ['field', 'keycloak', 'wac_core'],
+    properties: {
+      field: { enum: ['username', 'email', 'domain'] },
+      keycloak: nullable('string'),
+      wac_core: nullable('string'),
+    },
     additionalProperties: false,
   },
 } satisfies Record<string, JsonSchema>;

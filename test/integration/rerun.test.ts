@@ -1,0 +1,231 @@
+import { expect } from 'chai';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+
+import { SecretBox } from '../../src/jobs/secrets.js';
+import { splitSecrets, type UserInput } from '../../src/model/users.js';
+import { userBody, waitForJob } from '../support/fixtures.js';
+import { startStack, type Stack } from '../support/stack.js';
+
+/**
+ * A job that runs again after a crash finds what its earlier run left. Each case below sets up
+ * the state a crash at one step boundary leaves, in the backends and in the job's saved
+ * progress, and checks that the re-run finishes the work with nothing made twice.
+ */
+describe('jobs run again after a crash at any step', function () {
+  let stack: Stack;
+  let redis: Redis;
+  let provisioning: Queue;
+  let domainId: string;
+
+  beforeEach(async () => {
+    stack = await startStack();
+    domainId = stack.wac.seedDomain({ domain: 'example.com' }).id;
+    redis = new Redis(stack.config.redisUrl);
+    provisioning = new Queue('provisioning', {
+      connection: redis,
+      prefix: stack.config.queuePrefix,
+    });
+  });
+
+  afterEach(async () => {
+    await provisioning.close();
+    await redis.quit();
+    await stack.close();
+  });
+
+  const box = () => new SecretBox(stack.config.secretKey);
+
+  function createJobData(progress: Record<string, string>) {
+    const { spec, secrets } = splitSecrets(userBody('ada').user as UserInput);
+    return { v: 1, user: spec, secrets: box().seal(secrets), progress };
+  }
+
+  /** What an earlier run made, by step. */
+  const made = {
+    keycloak: (jobId: string) =>
+      stack.keycloak.seedUsers([
+        {
+          username: 'ada',
+          email: 'ada@example.com',
+          enabled: true,
+          attributes: { domain: ['example.com'], kitter_job: [jobId] },
+        },
+      ])[0],
+    wac: (keycloakId: string) =>
+      stack.wac.seedUsers([
+        { domain: domainId, username: 'ada', email: 'ada@example.com', externalId: keycloakId },
+      ])[0].id,
+    sip: async (wacUserId: string) => {
+      const answer = await fetch(`${stack.wac.baseUrl}/sipMappings`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${await stack.keycloak.issueToken()}`,
+          'content-type': 'application/json',
+        },
+        body: JSON.stringify({
+          ownerUri: `wac-user:${wacUserId}`,
+          credential: { username: 'sip-ada', password: 'sip-Secret-4242' },
+        }),
+      });
+      return ((await answer.json()) as { id: string }).id;
+    },
+  };
+
+  const createCases: Array<{
+    boundary: string;
+    leave: (jobId: string) => Promise<Record<string, string>>;
+  }> = [
+    {
+      boundary: 'after Keycloak made the user, before its id was saved',
+      leave: async (jobId) => (made.keycloak(jobId), {}),
+    },
+    {
+      boundary: 'after the Keycloak id was saved, before wac-core was asked',
+      leave: async (jobId) => ({ keycloakId: made.keycloak(jobId) }),
+    },
+    {
+      boundary: 'after wac-core made the user, before its id was saved',
+      leave: async (jobId) => {
+        const keycloakId = made.keycloak(jobId);
+        made.wac(keycloakId);
+        return { keycloakId };
+      },
+    },
+    {
+      boundary: 'after the wac-core id was saved, before the SIP mapping was asked',
+      leave: async (jobId) => {
+        const keycloakId = made.keycloak(jobId);
+        return { keycloakId, wacUserId: made.wac(keycloakId) };
+      },
+    },
+    {
+      boundary: 'after wac-core made the SIP mapping, before its id was saved',
+      leave: async (jobId) => {
+        const keycloakId = made.keycloak(jobId);
+        const wacUserId = made.wac(keycloakId);
+        await made.sip(wacUserId);
+        return { keycloakId, wacUserId };
+      },
+    },
+    {
+      boundary: 'after every step was saved, before the job was marked done',
+      leave: async (jobId) => {
+        const keycloakId = made.keycloak(jobId);
+        const wacUserId = made.wac(keycloakId);
+        return { keycloakId, wacUserId, sipMappingId: await made.sip(wacUserId) };
+      },
+    },
+  ];
+
+  for (const { boundary, leave } of createCases) {
+    it(`user.create finishes once when it crashed ${boundary}`, async () => {
+      const jobId = `crashed-create-${createCases.findIndex((c) => c.boundary === boundary)}`;
+      const progress = await leave(jobId);
+
+      await provisioning.add('user.create', createJobData(progress), { jobId, attempts: 3 });
+      const job = await waitForJob(stack, jobId);
+
+      expect(job.state, JSON.stringify(job.error)).to.equal('succeeded');
+      expect(stack.keycloak.users()).to.have.length(1);
+      expect(stack.wac.users()).to.have.length(1);
+      expect(stack.wac.sipMappings()).to.have.length(1);
+      const keycloakId = stack.keycloak.users()[0].id;
+      expect(stack.wac.users()[0].externalId).to.equal(keycloakId);
+      expect(stack.wac.sipMappings()[0].ownerUri).to.equal(`wac-user:${stack.wac.users()[0].id}`);
+      expect(job.result.user).to.include({ id: keycloakId, username: 'ada' });
+    });
+  }
+
+  it('user.create does not adopt a user another job made', async () => {
+    made.keycloak('someone-elses-job');
+
+    await provisioning.add('user.create', createJobData({}), { jobId: 'mine', attempts: 3 });
+    const job = await waitForJob(stack, 'mine');
+
+    expect(job.state).to.equal('failed');
+    expect(job.error).to.deep.include({ status: 409, code: 'conflict' });
+    expect(stack.keycloak.users()[0].attributes.kitter_job).to.deep.equal(['someone-elses-job']);
+    expect(stack.wac.users()).to.deep.equal([]);
+  });
+
+  const deleteCases: Array<{ boundary: string; leave: (keycloakId: string) => Promise<void> }> = [
+    {
+      boundary: 'after the SIP mapping was deleted',
+      leave: async () => {
+        const mapping = stack.wac.sipMappings()[0];
+        await wacDelete(`/sipMappings/${mapping.id}`);
+      },
+    },
+    {
+      boundary: 'after the wac-core user was deleted',
+      leave: async () => {
+        await wacDelete(`/sipMappings/${stack.wac.sipMappings()[0].id}`);
+        await wacDelete(`/users/${stack.wac.users()[0].id}`);
+      },
+    },
+    {
+      boundary: 'after everything was deleted, before the job was marked done',
+      leave: async (keycloakId) => {
+        await wacDelete(`/sipMappings/${stack.wac.sipMappings()[0].id}`);
+        await wacDelete(`/users/${stack.wac.users()[0].id}`);
+        stack.keycloak.reset();
+        expect(stack.keycloak.users().find((user) => user.id === keycloakId)).to.equal(undefined);
+      },
+    },
+  ];
+
+  for (const { boundary, leave } of deleteCases) {
+    it(`user.delete finishes when it crashed ${boundary}`, async () => {
+      const created = await stack.call('POST', '/users', userBody('ada'));
+      const keycloakId = created.body.user.id;
+      await leave(keycloakId);
+
+      await provisioning.add(
+        'user.delete',
+        { v: 1, userId: keycloakId, started: true },
+        { jobId: 'crashed-delete', attempts: 3 },
+      );
+      const job = await waitForJob(stack, 'crashed-delete');
+
+      expect(job.state, JSON.stringify(job.error)).to.equal('succeeded');
+      expect(stack.keycloak.users()).to.deep.equal([]);
+      expect(stack.wac.users()).to.deep.equal([]);
+      expect(stack.wac.sipMappings()).to.deep.equal([]);
+    });
+  }
+
+  it('user.update writes the same end state when it crashed after the Keycloak step', async () => {
+    const created = await stack.call('POST', '/users', userBody('ada'));
+    const keycloakId = created.body.user.id;
+    const before = {
+      keycloak: stack.keycloak.users()[0],
+      wac: stack.wac.users()[0],
+    };
+    // The earlier run wrote Keycloak, then died before wac-core.
+    await stack.call('PATCH', `/users/${keycloakId}`, { first_name: 'Augusta' });
+    const patch = { first_name: 'Augusta', attributes: { capabilities: ['+chat'] } };
+
+    await provisioning.add(
+      'user.update',
+      { v: 1, userId: keycloakId, patch, before },
+      { jobId: 'crashed-update', attempts: 3 },
+    );
+    const job = await waitForJob(stack, 'crashed-update');
+
+    expect(job.state, JSON.stringify(job.error)).to.equal('succeeded');
+    expect(stack.keycloak.users()[0].firstName).to.equal('Augusta');
+    expect(stack.wac.users()[0]).to.deep.include({
+      displayName: 'Augusta Lovelace',
+      capabilities: ['+chat'],
+    });
+  });
+
+  async function wacDelete(path: string) {
+    const answer = await fetch(`${stack.wac.baseUrl}${path}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${await stack.keycloak.issueToken()}` },
+    });
+    expect(answer.status).to.equal(204);
+  }
+});
