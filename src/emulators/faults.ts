@@ -18,6 +18,12 @@ export interface FaultSettings {
   down: boolean;
   /** Share of matching requests (0–1) whose connection is closed without an answer. */
   drop_rate: number;
+  /**
+   * Share of matching requests (0–1) that are carried out, but whose answer is lost: the
+   * connection closes instead. The client cannot tell a write that happened from one that
+   * did not, which is what makes retries need care.
+   */
+  lose_answer_rate: number;
   /** A regular expression on `METHOD path` (e.g. `^POST /sapi/users`); absent: every request. */
   paths?: string;
 }
@@ -28,6 +34,7 @@ const NONE: FaultSettings = {
   latency_ms: 0,
   down: false,
   drop_rate: 0,
+  lose_answer_rate: 0,
 };
 
 export const FAULTS_PATH = '/_emulator/faults';
@@ -36,12 +43,13 @@ export const FAULTS_PATH = '/_emulator/faults';
 export interface FaultCounts {
   errors: number;
   drops: number;
+  lostAnswers: number;
 }
 
 export class Faults {
   private settings: FaultSettings = { ...NONE };
   private pattern: RegExp | undefined;
-  readonly counts: FaultCounts = { errors: 0, drops: 0 };
+  readonly counts: FaultCounts = { errors: 0, drops: 0, lostAnswers: 0 };
 
   /** Applies a partial setting on top of the current one; throws on a bad value. */
   set(changes: Partial<FaultSettings>): FaultSettings {
@@ -55,6 +63,10 @@ export class Faults {
   reset(): void {
     this.settings = { ...NONE };
     this.pattern = undefined;
+  }
+
+  resetCounts(): void {
+    Object.assign(this.counts, { errors: 0, drops: 0, lostAnswers: 0 });
   }
 
   current(): FaultSettings {
@@ -89,7 +101,13 @@ export class Faults {
         return;
       }
 
-      return next();
+      await next();
+
+      if (s.lose_answer_rate > 0 && Math.random() < s.lose_answer_rate) {
+        this.counts.lostAnswers++;
+        ctx.respond = false;
+        ctx.req.socket.destroy();
+      }
     };
   }
 
@@ -136,6 +154,7 @@ function checkSettings(s: FaultSettings): void {
   };
   share('error_rate', s.error_rate);
   share('drop_rate', s.drop_rate);
+  share('lose_answer_rate', s.lose_answer_rate);
   if (!Number.isInteger(s.error_status) || s.error_status < 400 || s.error_status > 599) {
     throw new Error('error_status must be an HTTP error status (400–599)');
   }

@@ -1350,8 +1350,7 @@ export async function startKeycloakEmulator(
       logouts.clear();
       calls.reset();
       faults.reset();
-      faults.counts.errors = 0;
-      faults.counts.drops = 0;
+      faults.resetCounts();
       settings = { ...initialSettings };
     },
   };

@@ -1142,8 +1142,7 @@ export async function startWacCoreEmulator(
       store.clear();
       calls.reset();
       faults.reset();
-      faults.counts.errors = 0;
-      faults.counts.drops = 0;
+      faults.resetCounts();
     },
   };
 }
