@@ -221,6 +221,25 @@ describe('jobs run again after a crash at any step', function () {
     });
   });
 
+  it('domain.create adopts the domain its own earlier run sent, and no other', async () => {
+    stack.wac.seedDomain({ domain: 'mine.example.com', origins: ['/.*/'] });
+    stack.wac.seedDomain({ domain: 'theirs.example.com', origins: ['https://x'] });
+    const asked = (domain: string) => ({ v: 1, domain: { domain, origins: ['/.*/'] }, sent: true });
+
+    await provisioning.add('domain.create', asked('mine.example.com'), { jobId: 'crashed-mine' });
+    await provisioning.add('domain.create', asked('theirs.example.com'), {
+      jobId: 'crashed-theirs',
+    });
+    const mine = await waitForJob(stack, 'crashed-mine');
+    const theirs = await waitForJob(stack, 'crashed-theirs');
+
+    expect(mine.state).to.equal('succeeded');
+    expect(mine.result.domain).to.include({ domain: 'mine.example.com' });
+    expect(theirs.state).to.equal('failed');
+    expect(theirs.error).to.deep.include({ status: 409, code: 'conflict' });
+    expect(stack.wac.domains()).to.have.length(3);
+  });
+
   async function wacDelete(path: string) {
     const answer = await fetch(`${stack.wac.baseUrl}${path}`, {
       method: 'DELETE',

@@ -189,6 +189,25 @@ describe('creating users through the queue', function () {
     expect(stack.wac.users()).to.deep.equal([]);
   });
 
+  it('names what an undo could not remove, and reconciliation finds it', async () => {
+    stack.wac.faults.set({ error_rate: 1, error_status: 400, paths: '^POST /sapi/users' });
+    stack.keycloak.faults.set({ error_rate: 1, error_status: 503, paths: '^DELETE /admin' });
+
+    const answer = await stack.call('POST', '/users', userBody('ada'));
+    stack.keycloak.faults.reset();
+    stack.wac.faults.reset();
+    const drift = await stack.call('GET', '/reconcile?domain=example.com');
+
+    const left = stack.keycloak.users();
+    expect(answer.status).to.equal(400);
+    expect(left).to.have.length(1);
+    expect(answer.body.error).to.include(
+      `undo incomplete, left behind: the Keycloak user ${left[0].id}`,
+    );
+    expect(drift.body.drift).to.have.length(1);
+    expect(drift.body.drift[0]).to.include({ kind: 'keycloak_only', keycloak_id: left[0].id });
+  });
+
   it('adopts the Keycloak user its own earlier run created before a crash', async () => {
     // An earlier run of job "crashed-job" created the Keycloak user, then died before it
     // could save the id; the re-run meets a 409 and must take that user as its own.
