@@ -11,12 +11,29 @@ export const DEMO_SECRET_KEY = 'kitter-demo-only-secret-key-do-not-use-in-produc
 
 export type Mode = 'api' | 'worker' | 'all' | 'demo' | 'reconcile';
 
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** Where Redis is: exactly one of a single server, a Sentinel-watched primary, or a Cluster. */
+export type RedisSettings =
+  | { kind: 'single'; url: string; password?: string }
+  | { kind: 'sentinel'; sentinels: HostPort[]; name: string; password?: string }
+  | { kind: 'cluster'; nodes: HostPort[]; password?: string };
+
 export interface Config {
   mode: Mode;
   port: number;
   host: string;
+  redis: RedisSettings;
+  /** REDIS_URL, for tools and tests that reach a single Redis; '' with Sentinel or Cluster. */
   redisUrl: string;
-  /** Prefix of every BullMQ key, so several kitter installations can share one Redis. */
+  /**
+   * Prefix of every key kitter writes, so several installations can share one Redis. On a
+   * Cluster it is a hash tag (`{kitter}`): BullMQ's scripts touch many keys of a queue at once,
+   * and they must all live in one slot.
+   */
   queuePrefix: string;
   keycloak: {
     url: string;
@@ -49,10 +66,18 @@ export interface Config {
     keepFailedS: number;
   };
   backendTimeoutMs: number;
+  /** The largest import file taken, in bytes. */
+  importMaxBytes: number;
+  /** Where a `worker` process serves /metrics; none when unset (api and all use PORT). */
+  metricsPort?: number;
   logLevel: string;
 }
 
 type Env = Record<string, string | undefined>;
+
+/** `host:port[,host:port...]`; a host is a name or an IPv4 address, or an IPv6 one in brackets. */
+const HOST_PORT = String.raw`\s*(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}\s*`;
+const HOST_PORT_LIST = new RegExp(`^${HOST_PORT}(,${HOST_PORT})*$`);
 
 const schema = Joi.object({
   PORT: Joi.number().integer().min(0).max(65535).default(3000),
@@ -60,6 +85,14 @@ const schema = Joi.object({
   REDIS_URL: Joi.string()
     .uri({ scheme: ['redis', 'rediss'] })
     .default('redis://127.0.0.1:6379'),
+  REDIS_SENTINELS: Joi.string()
+    .pattern(HOST_PORT_LIST)
+    .messages({ 'string.pattern.base': '{{#label}} must be a comma-separated list of host:port' }),
+  REDIS_SENTINEL_NAME: Joi.string(),
+  REDIS_CLUSTER_NODES: Joi.string()
+    .pattern(HOST_PORT_LIST)
+    .messages({ 'string.pattern.base': '{{#label}} must be a comma-separated list of host:port' }),
+  REDIS_PASSWORD: Joi.string(),
   KITTER_QUEUE_PREFIX: Joi.string()
     .pattern(/^[A-Za-z0-9_{}-]+$/)
     .default('kitter'),
@@ -101,11 +134,20 @@ const schema = Joi.object({
     .min(60)
     .max(90 * 86400)
     .default(7 * 86400),
+  KITTER_IMPORT_MAX_BYTES: Joi.number()
+    .integer()
+    .min(1024)
+    .max(16 * 1024 ** 3)
+    .default(256 * 1024 ** 2),
   KITTER_BACKEND_TIMEOUT_MS: Joi.number().integer().min(100).max(120_000).default(10_000),
+  KITTER_METRICS_PORT: Joi.number().integer().min(0).max(65535),
   LOG_LEVEL: Joi.string()
     .valid('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent')
     .default('info'),
 }).unknown(true);
+
+/** Every variable kitter reads, for checks of deployment files against this module. */
+export const VARIABLES: readonly string[] = Object.keys(schema.describe().keys ?? {});
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -138,17 +180,23 @@ export function loadConfig(mode: Mode, env: Env = process.env): Config {
   if (apiTokens.length === 0 && mode !== 'worker' && !reconcile) {
     problems.push('KITTER_API_TOKENS is required (comma-separated bearer tokens)');
   }
+  if (apiTokens.length === 0 && mode === 'worker' && value.KITTER_METRICS_PORT !== undefined) {
+    problems.push('KITTER_API_TOKENS is required with KITTER_METRICS_PORT (the scraper uses one)');
+  }
   const short = apiTokens.filter((token) => token.length < 16 && !demo);
   if (short.length > 0) problems.push('KITTER_API_TOKENS: every token needs 16+ characters');
 
+  const redis = redisSettings(env, value, problems);
   if (problems.length > 0) throw new ConfigError(problems);
 
   return {
     mode,
     port: value.PORT,
     host: value.HOST,
-    redisUrl: value.REDIS_URL,
-    queuePrefix: value.KITTER_QUEUE_PREFIX,
+    redis,
+    redisUrl: redis.kind === 'single' ? redis.url : '',
+    queuePrefix:
+      redis.kind === 'cluster' ? hashTagged(value.KITTER_QUEUE_PREFIX) : value.KITTER_QUEUE_PREFIX,
     keycloak: {
       url: stripSlash(value.KEYCLOAK_URL),
       realm: value.KEYCLOAK_REALM,
@@ -175,8 +223,63 @@ export function loadConfig(mode: Mode, env: Env = process.env): Config {
       keepFailedS: value.KITTER_KEEP_FAILED_S,
     },
     backendTimeoutMs: value.KITTER_BACKEND_TIMEOUT_MS,
+    importMaxBytes: value.KITTER_IMPORT_MAX_BYTES,
+    metricsPort: value.KITTER_METRICS_PORT,
     logLevel: value.LOG_LEVEL,
   };
+}
+
+const TOPOLOGIES = ['REDIS_URL', 'REDIS_SENTINELS', 'REDIS_CLUSTER_NODES'];
+
+/**
+ * The one Redis topology the environment names. REDIS_URL has a default, so it counts as
+ * chosen only when set; two chosen at once is a mistake worth stopping for, not a precedence.
+ * Problems are added to `problems`; the settings answered then are never used.
+ */
+function redisSettings(env: Env, value: Record<string, any>, problems: string[]): RedisSettings {
+  const chosen = TOPOLOGIES.filter((name) => env[name] !== undefined);
+  if (chosen.length > 1) {
+    problems.push(
+      `${chosen.join(' and ')} are ${chosen.length === 2 ? 'both' : 'all'} set: set only one ` +
+        'of REDIS_URL (one server), REDIS_SENTINELS (with REDIS_SENTINEL_NAME) and ' +
+        'REDIS_CLUSTER_NODES',
+    );
+  }
+
+  const password = value.REDIS_PASSWORD === undefined ? {} : { password: value.REDIS_PASSWORD };
+  const name: string | undefined = value.REDIS_SENTINEL_NAME;
+  if (chosen[0] === 'REDIS_SENTINELS') {
+    if (name === undefined) {
+      problems.push("REDIS_SENTINEL_NAME is required with REDIS_SENTINELS (the primary's name)");
+    }
+    const sentinels = hostPorts(value.REDIS_SENTINELS, 'REDIS_SENTINELS', problems);
+    return { kind: 'sentinel', sentinels, name: name ?? '', ...password };
+  }
+
+  if (name !== undefined) problems.push('REDIS_SENTINEL_NAME is set but REDIS_SENTINELS is not');
+  if (chosen[0] === 'REDIS_CLUSTER_NODES') {
+    const nodes = hostPorts(value.REDIS_CLUSTER_NODES, 'REDIS_CLUSTER_NODES', problems);
+    return { kind: 'cluster', nodes, ...password };
+  }
+  return { kind: 'single', url: value.REDIS_URL, ...password };
+}
+
+function hostPorts(text: string | undefined, name: string, problems: string[]): HostPort[] {
+  // A malformed list was reported by the schema already.
+  if (text === undefined || !HOST_PORT_LIST.test(text)) return [];
+
+  return splitList(text).map((item) => {
+    const colon = item.lastIndexOf(':');
+    const host = item.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+    const port = Number(item.slice(colon + 1));
+    if (port < 1 || port > 65535) problems.push(`${name}: ${item} has no valid port (1–65535)`);
+    return { host, port };
+  });
+}
+
+/** `kitter` becomes `{kitter}`; a prefix that has a hash tag already keeps it. */
+function hashTagged(prefix: string): string {
+  return /\{[^{}]+\}/.test(prefix) ? prefix : `{${prefix}}`;
 }
 
 function describeProblem(detail: Joi.ValidationErrorItem): string {

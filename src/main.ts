@@ -1,19 +1,28 @@
-import { Redis } from 'ioredis';
-
 import { ConfigError, loadConfig, type Config, type Mode } from './config.js';
 import type { RunningEmulators } from './emulators/index.js';
 import { createLogger } from './logger.js';
+import { runImport } from './imports/cli.js';
 import { runReconcile } from './reconcile/cli.js';
+import { describeRedis, probeRedis } from './redis.js';
 import { startService } from './service.js';
+import { checkStartup } from './startup-checks.js';
 
 const MODES: Record<string, Mode> = { api: 'api', worker: 'worker', all: 'all', demo: 'demo' };
 
 const USAGE =
-  'usage: kitter <api|worker|all|demo>, or kitter reconcile [--domain NAME] [--fix] [--json]';
+  'usage: kitter <api|worker|all|demo>, or kitter reconcile [--domain NAME] [--fix] [--json], ' +
+  'or kitter import FILE [--url URL] [--token TOKEN] [--dry-run] [--wait], ' +
+  'or kitter emulate-wac-core';
 
 async function main(argv: string[]): Promise<number> {
   // A one-off run against the two backends: no Redis, no API, no workers.
   if (argv[0] === 'reconcile') return runReconcile(argv.slice(1));
+  // A client of a running kitter: uploads a file and follows the import.
+  if (argv[0] === 'import') return runImport(argv.slice(1));
+  // docker-compose.yml's stand-in for wac-core; loaded only when asked for, like the demo's.
+  if (argv[0] === 'emulate-wac-core') {
+    return (await import('./emulators/wac-core-alone.js')).runWacCoreEmulatorAlone();
+  }
 
   const mode = MODES[argv[0] ?? ''];
   if (!mode) {
@@ -30,9 +39,11 @@ async function main(argv: string[]): Promise<number> {
     return 1;
   }
 
-  const redisProblem = await probeRedis(config.redisUrl);
+  const redisProblem = await probeRedis(config.redis);
   if (redisProblem) {
-    console.error(`kitter: Redis is not reachable at ${safeUrl(config.redisUrl)}: ${redisProblem}`);
+    console.error(
+      `kitter: Redis is not reachable at ${describeRedis(config.redis)}: ${redisProblem}`,
+    );
     return 1;
   }
 
@@ -42,6 +53,16 @@ async function main(argv: string[]): Promise<number> {
     mode === 'demo'
       ? await (await import('./emulators/index.js')).startEmulators(config)
       : undefined;
+
+  // The demo's Keycloak is up only now, so the checks come after the emulators.
+  const { problems, warnings } = await checkStartup(config);
+  for (const warning of warnings) console.error(`kitter: warning: ${warning}`);
+  if (problems.length > 0) {
+    for (const problem of problems) console.error(`kitter: ${problem}`);
+    await emulators?.close();
+    return 1;
+  }
+
   const service = await startService(config, logger, {
     api: mode !== 'worker',
     worker: mode !== 'api',
@@ -64,33 +85,6 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-/** Answers why Redis cannot be used, or undefined when it answers PING. */
-async function probeRedis(url: string): Promise<string | undefined> {
-  const redis = new Redis(url, {
-    lazyConnect: true,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-    connectTimeout: 3_000,
-  });
-  // connect() only says "Connection is closed"; the error event says why.
-  let cause: Error | undefined;
-  redis.on('error', (err: Error) => (cause ??= err));
-  try {
-    await redis.connect();
-    await redis.ping();
-    return undefined;
-  } catch (err) {
-    return (cause ?? (err as Error)).message;
-  } finally {
-    redis.disconnect();
-  }
-}
-
-function safeUrl(url: string): string {
-  return url.replace(/\/\/([^@/]*)@/, '//***@');
-}
-
 function printDemoBanner(config: Config, apiUrl: string, emulators: RunningEmulators): void {
   const token = config.apiTokens[0];
   const lines = [
@@ -99,7 +93,7 @@ function printDemoBanner(config: Config, apiUrl: string, emulators: RunningEmula
     `  API token:          ${token}`,
     `  Keycloak emulator:  ${emulators.keycloak.url} (realm ${config.keycloak.realm})`,
     `  wac-core emulator:  ${emulators.wac.baseUrl}`,
-    `  Redis:              ${safeUrl(config.redisUrl)}`,
+    `  Redis:              ${describeRedis(config.redis)}`,
     '',
     `  try: curl -H 'Authorization: Bearer ${token}' ${apiUrl}/domains`,
     '  stop with Ctrl-C',

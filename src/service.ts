@@ -3,19 +3,21 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 
-import { Redis } from 'ioredis';
-
 import { createApp } from './api/app.js';
 import { DomainLookup } from './api/domain-lookup.js';
 import { IdempotencyKeys } from './api/idempotency.js';
+import { serveMetrics } from './api/metrics-server.js';
 import { KeycloakClient } from './clients/keycloak.js';
 import { TokenSource } from './clients/token-source.js';
 import { WacCoreClient } from './clients/wac-core.js';
 import type { Config } from './config.js';
+import { ImportStore } from './imports/store.js';
 import { JobGateway } from './jobs/gateway.js';
 import { createQueues, QUEUE_NAMES } from './jobs/queues.js';
 import { SecretBox } from './jobs/secrets.js';
 import type { Logger } from './logger.js';
+import { Metrics } from './metrics.js';
+import { createRedis, replicasToConfirm } from './redis.js';
 import { startWorkers, type RunningWorkers } from './workers/index.js';
 
 export interface ServiceParts {
@@ -27,6 +29,8 @@ export interface RunningService {
   /** The API's address, when this process serves it. */
   url: string | undefined;
   workers: RunningWorkers | undefined;
+  /** Where a worker-only process serves /metrics, when `KITTER_METRICS_PORT` is set. */
+  metricsUrl?: string;
   /** Stops in order: HTTP server, workers, queues, Redis. Safe to call twice. */
   close(): Promise<void>;
 }
@@ -36,14 +40,17 @@ export async function startService(
   logger: Logger,
   parts: ServiceParts,
 ): Promise<RunningService> {
+  const metrics = new Metrics();
   const tokens = new TokenSource({ ...config.keycloak, timeoutMs: config.backendTimeoutMs });
   const keycloak = new KeycloakClient(tokens, {
     ...config.keycloak,
     timeoutMs: config.backendTimeoutMs,
+    observe: metrics.backendCall,
   });
   const wac = new WacCoreClient(tokens, {
     url: config.wacCoreUrl,
     timeoutMs: config.backendTimeoutMs,
+    observe: metrics.backendCall,
   });
   const secrets = new SecretBox(config.secretKey);
   const closers: Array<() => Promise<unknown>> = [];
@@ -51,20 +58,28 @@ export async function startService(
   let url: string | undefined;
   if (parts.api) {
     // The API answers 503 at once when Redis is down, instead of queueing commands.
-    const redis = new Redis(config.redisUrl, { enableOfflineQueue: false, lazyConnect: true });
+    const redis = createRedis(config.redis, 'producer');
     redis.on('error', () => undefined);
     await redis.connect();
+    // BullMQ opens a connection of its own from this one for each queue's event stream.
+    const events = createRedis(config.redis, 'blocking');
+    events.on('error', () => undefined);
 
     const queues = createQueues(redis, config.queuePrefix, config.worker, redisTrouble(logger));
     const gateway = new JobGateway(queues, {
       connection: redis,
+      events,
       prefix: config.queuePrefix,
       listen: [...QUEUE_NAMES],
+      replicas: replicasToConfirm(config.redis),
     });
     const domains = new DomainLookup(wac);
     const idempotency = new IdempotencyKeys(redis, config.queuePrefix, config.secretKey);
+    metrics.watchQueues(queues);
     const app = createApp({
       ...{ config, logger, redis, gateway, keycloak, wac, secrets, domains, idempotency },
+      imports: new ImportStore(redis, config.queuePrefix),
+      ...{ queues, metrics },
     });
 
     const server = http.createServer(app.callback());
@@ -79,14 +94,19 @@ export async function startService(
     closers.push(() => gateway.close());
     closers.push(() => Promise.all(Object.values(queues).map((queue) => queue.close())));
     closers.push(() => redis.quit());
+    closers.push(() => events.quit());
   }
 
   let workers: RunningWorkers | undefined;
   if (parts.worker) {
-    const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+    const connection = createRedis(config.redis, 'blocking');
     connection.on('error', () => undefined);
     workers = startWorkers(
-      { keycloak, wac, secrets, logger, settings: { logoutFanOut: config.worker.logoutFanOut } },
+      {
+        ...{ keycloak, wac, secrets, logger },
+        imports: new ImportStore(connection, config.queuePrefix),
+        settings: { logoutFanOut: config.worker.logoutFanOut },
+      },
       {
         connection,
         prefix: config.queuePrefix,
@@ -94,6 +114,7 @@ export async function startService(
         logoutConcurrency: config.worker.logoutConcurrency,
         lockMs: config.worker.lockMs,
         ratePerSecond: config.worker.ratePerSecond,
+        metrics,
       },
     );
     // Workers close before the queues and connections they use.
@@ -102,9 +123,18 @@ export async function startService(
   }
   closers.push(() => wac.close());
 
+  // A worker-only process has no API to be scraped at: it serves /metrics on a port of its own.
+  let metricsUrl: string | undefined;
+  if (parts.worker && !parts.api && config.metricsPort !== undefined) {
+    const server = await serveMetrics(config, logger, metrics);
+    metricsUrl = server.url;
+    closers.unshift(() => server.close());
+  }
+
   let closing: Promise<void> | undefined;
   return {
     url,
+    metricsUrl,
     workers,
     close() {
       closing ??= runAll(closers, logger);

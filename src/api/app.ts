@@ -1,13 +1,19 @@
 import Koa from 'koa';
 
-import { bearerAuth } from './auth.js';
+import { queueBoard } from './admin/board.js';
+import { adminRoutes, boardGuard } from './admin/login.js';
+import { AdminSessions } from './admin/sessions.js';
+import { authenticatorOf, bearerAuth } from './auth.js';
 import type { ApiDeps } from './deps.js';
 import { errorBoundary, jsonBody, requestLog, type ApiState } from './middleware.js';
 import { docsRoutes } from './routes/docs.js';
 import { domainRoutes } from './routes/domains.js';
 import { healthRoutes } from './routes/health.js';
 import { htableRoutes } from './routes/htable.js';
+import { importRoutes } from './routes/imports.js';
 import { jobRoutes } from './routes/jobs.js';
+import { metricsRoutes } from './routes/metrics.js';
+import { queueRoutes } from './routes/queues.js';
 import { reconcileRoutes } from './routes/reconcile.js';
 import { userRoutes } from './routes/users.js';
 
@@ -25,13 +31,27 @@ export function createApp(deps: ApiDeps): Koa<ApiState> {
     jobRoutes(deps),
     htableRoutes(deps),
     reconcileRoutes(deps),
+    queueRoutes(deps),
+    metricsRoutes(deps),
   ];
+  const authenticator = authenticatorOf(deps.config);
+  const sessions = new AdminSessions(deps.redis, deps.config.queuePrefix, deps.config.secretKey);
+  const admin = adminRoutes(authenticator, sessions);
 
-  app.use(requestLog(deps.logger));
+  app.use(requestLog(deps.logger, deps.metrics));
   app.use(errorBoundary());
   app.use(open.routes());
   app.use(docsRoutes(deps).routes());
-  app.use(bearerAuth(deps.config));
+  // The dashboard takes a session cookie as well as a bearer token.
+  app.use(admin.routes());
+  app.use(admin.allowedMethods());
+  app.use(boardGuard(authenticator, sessions));
+  app.use(queueBoard(deps.queues));
+  app.use(bearerAuth(deps.config, authenticator));
+  // Imports read CSV bodies themselves, so their routes come before the JSON body parser.
+  const imports = importRoutes(deps);
+  app.use(imports.routes());
+  app.use(imports.allowedMethods());
   app.use(jsonBody());
   for (const router of secured) {
     app.use(router.routes());

@@ -109,6 +109,14 @@ export class Authenticator {
     };
   }
 
+  /**
+   * Whether a static token, known by its digest, is still configured: an admin session opened
+   * with a token taken out of `KITTER_API_TOKENS` ends with it.
+   */
+  isStaticDigest(tokenDigest: string): boolean {
+    return this.digests.some((known) => known.toString('hex') === tokenDigest);
+  }
+
   /** Compares digests, so neither the tokens' contents nor their lengths show in the timing. */
   private staticIndex(token: string): number | undefined {
     const given = digest(token);
@@ -144,16 +152,22 @@ export class Authenticator {
   }
 }
 
-/** Checks the `Authorization` header and puts the caller in `ctx.state.caller`. */
-export function bearerAuth(config: Config): Koa.Middleware<ApiState> {
-  const authenticator = new Authenticator({
+/** The authenticator of a configuration; one per app, so every route shares its key cache. */
+export function authenticatorOf(config: Config): Authenticator {
+  return new Authenticator({
     staticTokens: config.apiTokens,
     keycloakUrl: config.keycloak.url,
     realm: config.keycloak.realm,
     requiredRole: config.requiredRole,
     timeoutMs: config.backendTimeoutMs,
   });
+}
 
+/** Checks the `Authorization` header and puts the caller in `ctx.state.caller`. */
+export function bearerAuth(
+  config: Config,
+  authenticator = authenticatorOf(config),
+): Koa.Middleware<ApiState> {
   return async (ctx, next) => {
     ctx.state.caller = await authenticator.identify(ctx.get('Authorization'));
     await next();
@@ -179,6 +193,11 @@ function includes(roles: unknown, role: string): boolean {
 function stringClaim(claims: JWTPayload, name: string): string | undefined {
   const value = claims[name];
   return typeof value === 'string' ? value : undefined;
+}
+
+/** A static token's digest as an admin session keeps it: never the token itself. */
+export function tokenDigest(token: string): string {
+  return digest(token).toString('hex');
 }
 
 function digest(token: string): Buffer {

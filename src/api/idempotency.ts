@@ -1,8 +1,7 @@
 import { createHash, createHmac, randomUUID } from 'node:crypto';
 
-import type { Redis } from 'ioredis';
-
 import { errors } from '../errors.js';
+import type { RedisClient } from '../redis.js';
 
 /** How long a key keeps its job: as long as a finished job is kept. */
 const TTL_S = 24 * 3600;
@@ -23,7 +22,7 @@ export interface Claim {
  */
 export class IdempotencyKeys {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
     private readonly secretKey: string,
   ) {}

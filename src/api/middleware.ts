@@ -5,6 +5,7 @@ import { koaBody } from 'koa-body';
 
 import { ApiError, BackendError, apiErrorOf, errors } from '../errors.js';
 import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
 import type { Caller } from './auth.js';
 
 export interface ApiState {
@@ -18,11 +19,17 @@ export type ApiContext = Koa.ParameterizedContext<ApiState>;
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
+/** How the metrics name requests that no route took, so that junk paths add no series. */
+const UNMATCHED = '(unmatched)';
+
 /**
  * Gives each request an id (the caller's `X-Request-Id` when it is sane) and writes one log
- * line when the answer is sent.
+ * line when the answer is sent; counts it in the metrics by route template and status.
  */
-export function requestLog(logger: Logger): Koa.Middleware<ApiState> {
+export function requestLog(
+  logger: Logger,
+  metrics?: Pick<Metrics, 'httpRequest'>,
+): Koa.Middleware<ApiState> {
   return async (ctx, next) => {
     const started = process.hrtime.bigint();
     const given = ctx.get('X-Request-Id');
@@ -35,11 +42,13 @@ export function requestLog(logger: Logger): Koa.Middleware<ApiState> {
       await next();
     } finally {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      const route = (ctx as { _matchedRoute?: unknown })._matchedRoute;
+      const matched = (ctx as { _matchedRoute?: unknown })._matchedRoute;
+      const route = typeof matched === 'string' ? matched : undefined;
+      metrics?.httpRequest(ctx.method, route ?? UNMATCHED, ctx.status, ms / 1000);
       ctx.state.log.info(
         {
           method: ctx.method,
-          route: typeof route === 'string' ? route : undefined,
+          route,
           path: ctx.path,
           status: ctx.status,
           caller: ctx.state.caller,

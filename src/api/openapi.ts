@@ -20,25 +20,32 @@
 import { readFileSync } from 'node:fs';
 
 import type { Config } from '../config.js';
+import { COLUMNS } from '../imports/columns.js';
 import { domainPatchSchema } from '../model/domains.js';
 import { userPatchSchema } from '../model/users.js';
 import {
   BAD_BODY,
   BODY_LIMIT,
   buildDocument,
+  toJsonSchema,
   type OpenApiDocument,
   type OperationSpec,
 } from './openapi/build.js';
 import {
   EXAMPLE_DOMAIN,
   EXAMPLE_JOB,
+  EXAMPLE_QUEUE,
+  EXAMPLE_IMPORT,
   EXAMPLE_RECONCILE_REPORT,
   EXAMPLE_USER,
   ref,
 } from './openapi/schemas.js';
+import { loginForm } from './admin/login.js';
 import { MAX_PAGE } from './params.js';
 import { domainCreateBody, domainIdPath, domainListQuery } from './routes/domains.js';
 import { htableCreateBody, htableListQuery, htableNamePath } from './routes/htable.js';
+import { importIdPath, importQuery } from './routes/imports.js';
+import { jobListQuery } from './routes/jobs.js';
 import { reconcileQuery } from './routes/reconcile.js';
 import { userCreateBody, userIdPath, userListQuery, userPath } from './routes/users.js';
 
@@ -48,6 +55,7 @@ const PAGING = {
   'paginate[page]': 'The page, from 0.',
 };
 const htableEnabled = (config: Config) => config.htableEnabled;
+const html = { type: 'string' };
 
 export const operations: OperationSpec[] = [
   {
@@ -117,6 +125,85 @@ export const operations: OperationSpec[] = [
     open: true,
     responses: {
       200: { description: 'An HTML page.', contentType: 'text/html', schema: { type: 'string' } },
+    },
+  },
+  {
+    id: 'getAdminLogin',
+    method: 'get',
+    path: '/admin/login',
+    tag: 'admin',
+    summary: 'The login page of the queue dashboard',
+    description:
+      'The dashboard, Bull Board, is at `/admin/queues`: a web page outside this document, ' +
+      'opened with a bearer token or with the session this page opens. Signed in, this page ' +
+      'offers to sign out.',
+    open: true,
+    responses: {
+      200: { description: 'An HTML page.', contentType: 'text/html', schema: { type: 'string' } },
+      503: '`queue_unavailable`: Redis, which holds the sessions, is not reachable.',
+    },
+  },
+  {
+    id: 'adminLogin',
+    method: 'post',
+    path: '/admin/login',
+    tag: 'admin',
+    summary: 'Open a dashboard session',
+    description:
+      'Takes an API token (static, or a Keycloak access token with the required role) and sets ' +
+      'the session cookie `kitter_admin`: HttpOnly, SameSite=Strict, for `/admin`, at most 8 h ' +
+      '(a Keycloak token: until it expires). The cookie holds a signed session id, not the token.',
+    rawBody: {
+      description: 'The login form.',
+      content: {
+        'application/x-www-form-urlencoded': {
+          schema: toJsonSchema(loginForm),
+          example: { token: 'one-of-the-api-tokens', next: '/admin/queues' },
+        },
+      },
+    },
+    open: true,
+    responses: {
+      303: {
+        description: 'Signed in: on to `next` (a page of the dashboard).',
+        contentType: 'text/html',
+        schema: { type: 'string' },
+        headers: {
+          Location: { required: true, schema: { type: 'string' } },
+          'Set-Cookie': { required: true, schema: { type: 'string' } },
+        },
+      },
+      400: { description: 'No token: the form again.', contentType: 'text/html', schema: html },
+      401: {
+        description: 'A token not valid: the form again.',
+        contentType: 'text/html',
+        schema: html,
+      },
+      403: {
+        description: 'A Keycloak token without the role: the form again.',
+        contentType: 'text/html',
+        schema: html,
+      },
+      503:
+        '`queue_unavailable` (Redis is not reachable) or `backend_unavailable` (Keycloak, to ' +
+        'check a Keycloak token).',
+    },
+  },
+  {
+    id: 'adminLogout',
+    method: 'post',
+    path: '/admin/logout',
+    tag: 'admin',
+    summary: 'End the dashboard session',
+    open: true,
+    responses: {
+      303: {
+        description: 'Signed out (or was not signed in): on to the login page.',
+        contentType: 'text/html',
+        schema: { type: 'string' },
+        headers: { Location: { required: true, schema: { type: 'string' } } },
+      },
+      503: '`queue_unavailable`: Redis, which holds the sessions, is not reachable.',
     },
   },
   {
@@ -381,6 +468,142 @@ export const operations: OperationSpec[] = [
     },
   },
   {
+    id: 'listJobs',
+    method: 'get',
+    path: '/jobs',
+    tag: 'jobs',
+    summary: 'Jobs by state and type, paged',
+    description:
+      'Queue by queue, then `queued`, `running`, `succeeded`, `failed`; within a state the ' +
+      'newest first. Finished jobs are kept a day (a week when failed). With `type`, every job ' +
+      'in the states asked for is looked at, so narrow it with `state` on a busy queue.',
+    query: jobListQuery,
+    notes: {
+      state:
+        '`queued` (waiting, delayed for a retry or behind an earlier write), `running`, ' +
+        '`succeeded` or `failed`.',
+      type: 'The job type.',
+      ...PAGING,
+    },
+    responses: {
+      200: {
+        description: 'A page of jobs, maybe empty.',
+        schema: ref('JobList'),
+        example: { jobs: [EXAMPLE_JOB], total: 1 },
+      },
+    },
+  },
+  {
+    id: 'retryJob',
+    method: 'post',
+    path: '/jobs/{id}/retry',
+    tag: 'jobs',
+    summary: 'Run a failed job again',
+    description:
+      'Once the cause is fixed: the job is queued again with all its attempts. A job that ' +
+      'carried passwords cannot be: they were removed when it failed, so send the request again.',
+    notes: { id: 'The job id.' },
+    responses: {
+      202: {
+        description: 'Queued again; follow it at `Location`.',
+        schema: ref('JobAnswer'),
+        example: { job: EXAMPLE_JOB },
+        headers: {
+          Location: { description: '`/jobs/{id}`', required: true, schema: { type: 'string' } },
+        },
+      },
+      404: '`not_found`: no such job.',
+      409: '`conflict`: the job has not failed, or its passwords were removed.',
+    },
+  },
+  {
+    id: 'removeJob',
+    method: 'delete',
+    path: '/jobs/{id}',
+    tag: 'jobs',
+    summary: 'Remove a job that is not running',
+    description:
+      'A queued job is not carried out; a finished one is forgotten. Jobs queued behind it on ' +
+      'the same user or domain no longer wait for it.',
+    notes: { id: 'The job id.' },
+    responses: {
+      204: { description: 'Removed.' },
+      404: '`not_found`: no such job.',
+      409: '`conflict`: the job is running; remove it once it has ended.',
+    },
+  },
+  {
+    id: 'listQueues',
+    method: 'get',
+    path: '/queues',
+    tag: 'queues',
+    summary: 'Every queue: jobs by state, jobs ended per minute, oldest wait, workers',
+    description:
+      'Read from Redis when asked, so every API process answers the same. The per-minute ' +
+      'figures count jobs that ended in any process.',
+    responses: {
+      200: {
+        description: 'The queues `provisioning`, `logout` and `imports`.',
+        schema: ref('QueueList'),
+        example: { queues: [EXAMPLE_QUEUE] },
+      },
+    },
+  },
+  {
+    id: 'pauseQueue',
+    method: 'post',
+    path: '/queues/{name}/pause',
+    tag: 'queues',
+    summary: 'Stop workers taking jobs of a queue',
+    description:
+      'In every process. Running jobs finish; new jobs are still accepted, and wait. Writes ' +
+      'then answer 202 once they have waited their time.',
+    notes: { name: '`provisioning`, `logout` or `imports`.' },
+    responses: {
+      200: {
+        description: 'Paused.',
+        schema: ref('QueueAnswer'),
+        example: { queue: { ...EXAMPLE_QUEUE, paused: true } },
+      },
+      404: '`not_found`: no such queue.',
+    },
+  },
+  {
+    id: 'resumeQueue',
+    method: 'post',
+    path: '/queues/{name}/resume',
+    tag: 'queues',
+    summary: 'Let workers take jobs of a paused queue again',
+    notes: { name: '`provisioning`, `logout` or `imports`.' },
+    responses: {
+      200: {
+        description: 'Resumed.',
+        schema: ref('QueueAnswer'),
+        example: { queue: EXAMPLE_QUEUE },
+      },
+      404: '`not_found`: no such queue.',
+    },
+  },
+  {
+    id: 'getMetrics',
+    method: 'get',
+    path: '/metrics',
+    tag: 'queues',
+    summary: 'Prometheus metrics',
+    description:
+      'Queue gauges (`kitter_queue_*`) are read from Redis at each scrape, the same from every ' +
+      'process. Counters and histograms of jobs, backend requests and HTTP requests count what ' +
+      'this process did: scrape every process (a `worker` process serves them on ' +
+      '`KITTER_METRICS_PORT`). Also the process metrics of prom-client.',
+    responses: {
+      200: {
+        description: 'The Prometheus text format.',
+        contentType: 'text/plain',
+        schema: { type: 'string' },
+      },
+    },
+  },
+  {
     id: 'listHtable',
     method: 'get',
     path: '/htable',
@@ -440,6 +663,121 @@ export const operations: OperationSpec[] = [
     },
   },
   {
+    id: 'createImport',
+    method: 'post',
+    path: '/imports',
+    tag: 'imports',
+    summary: 'Import users in bulk from a CSV file',
+    description:
+      'The file is checked whole first: a line that is not CSV, an unknown column, or no ' +
+      '`username` or `domain` column refuses it (400) before any row is queued. Then each row ' +
+      'is validated like `POST /users`; invalid rows are reported, valid ones are queued as ' +
+      '`user.create` jobs behind single requests. Delimiter (`,` `;` tab), byte order mark and ' +
+      'line ends are detected. Columns: ' +
+      `${COLUMNS.join(', ')} (\`capabilities\` separated by \`|\`). The same ` +
+      '`Idempotency-Key` names the same import: sending a cut-off upload again goes on where ' +
+      'it stopped, queuing no row twice.',
+    query: importQuery,
+    notes: { dry_run: 'Validate and report only; nothing is queued.' },
+    rawBody: {
+      description:
+        'The CSV file as the body, or the multipart field `file`; at most ' +
+        '`KITTER_IMPORT_MAX_BYTES` (256 MB unless set), else 413.',
+      content: {
+        'text/csv': {
+          schema: { type: 'string' },
+          example: 'username;email;domain\nada;ada@example.com;example.com\n',
+        },
+        'multipart/form-data': {
+          schema: {
+            type: 'object',
+            required: ['file'],
+            properties: { file: { type: 'string', contentMediaType: 'text/csv' } },
+          },
+        },
+      },
+    },
+    responses: {
+      202: {
+        description: 'The file was read: the import, with its counts so far.',
+        schema: ref('ImportAnswer'),
+        example: { import: EXAMPLE_IMPORT },
+        headers: { Location: { description: '/imports/{id}', schema: { type: 'string' } } },
+      },
+    },
+  },
+  {
+    id: 'listImports',
+    method: 'get',
+    path: '/imports',
+    tag: 'imports',
+    summary: 'The 50 most recent imports',
+    responses: {
+      200: {
+        description: 'Newest first.',
+        schema: ref('ImportList'),
+        example: { imports: [EXAMPLE_IMPORT] },
+      },
+    },
+  },
+  {
+    id: 'getImport',
+    method: 'get',
+    path: '/imports/{id}',
+    tag: 'imports',
+    summary: "An import's state and counts",
+    params: importIdPath,
+    responses: {
+      200: {
+        description: 'The import.',
+        schema: ref('ImportAnswer'),
+        example: { import: EXAMPLE_IMPORT },
+      },
+      404: '`not_found`: no such import (they are kept a week after they end).',
+    },
+  },
+  {
+    id: 'getImportErrors',
+    method: 'get',
+    path: '/imports/{id}/errors.csv',
+    tag: 'imports',
+    summary: 'Every rejected or failed row, ready to fix and import again',
+    description:
+      'A CSV file: `row`, the columns an import takes except the passwords, and `reason`. ' +
+      'Drop `row` and `reason`, fix the rows (and add passwords back), and import it again.',
+    params: importIdPath,
+    responses: {
+      200: {
+        description: 'The rows, in row order.',
+        contentType: 'text/csv',
+        schema: { type: 'string' },
+        example:
+          'row,username,email,domain,reason\n' +
+          '17,ada,not-an-email,example.com,email: must be a valid email\n',
+      },
+      404: '`not_found`: no such import.',
+    },
+  },
+  {
+    id: 'cancelImport',
+    method: 'delete',
+    path: '/imports/{id}',
+    tag: 'imports',
+    summary: 'Cancel an import',
+    description: 'Rows not started are dropped (counted as `cancelled`); rows done stay done.',
+    params: importIdPath,
+    job: true,
+    responses: {
+      200: {
+        description: 'Cancelled.',
+        schema: ref('ImportAnswer'),
+        example: { import: { ...EXAMPLE_IMPORT, state: 'cancelled' } },
+      },
+      404: '`not_found`: no such import.',
+      409: '`conflict`: the import has finished; nothing is left to cancel.',
+    },
+  },
+  {
     id: 'reconcileDomain',
     method: 'get',
     path: '/reconcile',
@@ -466,10 +804,11 @@ export const operations: OperationSpec[] = [
 
 const description = `kitter provisions users and domains into Keycloak and wac-core through a queue.
 
-JSON in and out, \`snake_case\` keys. Every endpoint but \`/health/*\`, \`/openapi.json\` and \
-\`/docs\` needs \`Authorization: Bearer <token>\`: one of the service's API tokens, or a Keycloak \
-access token of the realm that holds the role kitter requires (401 without a valid token, 403 \
-without the role).
+JSON in and out, \`snake_case\` keys. Every endpoint but \`/health/*\`, \`/openapi.json\`, \
+\`/docs\` and the dashboard's login needs \`Authorization: Bearer <token>\`: one of the service's \
+API tokens, or a Keycloak access token of the realm that holds the role kitter requires (401 \
+without a valid token, 403 without the role). The queue dashboard, \`/admin/queues\`, also takes \
+the session that \`/admin/login\` opens.
 
 Every answer that is not 2xx has the body \`{"error": "<sentence>", "code": "<stable word>"}\`, \
 with \`details\` (\`[{path, message}]\`) naming every invalid field. A path that exists answers \

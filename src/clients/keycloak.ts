@@ -2,6 +2,7 @@ import KcAdminClient from '@keycloak/keycloak-admin-client';
 
 import { BackendError } from '../errors.js';
 import { backendErrorOf } from './backend-errors.js';
+import { statusOfFailure, type ObserveCall } from './observe.js';
 import type { TokenSource } from './token-source.js';
 
 /** A Keycloak user as the admin API sends and takes it. */
@@ -27,11 +28,13 @@ export interface UserQuery {
  */
 export class KeycloakClient {
   private readonly kc: KcAdminClient;
+  private readonly observe: ObserveCall | undefined;
 
   constructor(
     private readonly tokens: TokenSource,
-    options: { url: string; realm: string; timeoutMs: number },
+    options: { url: string; realm: string; timeoutMs: number; observe?: ObserveCall },
   ) {
+    this.observe = options.observe;
     this.kc = new KcAdminClient({
       baseUrl: options.url,
       realmName: options.realm,
@@ -89,12 +92,17 @@ export class KeycloakClient {
     }
   }
 
-  /** Proves the service account gets a token (for readiness checks). */
+  /**
+   * Proves the service account gets a token and the admin API answers it (for readiness): a
+   * token still cached says nothing about whether Keycloak is up now.
+   */
   async checkToken(): Promise<void> {
     await this.tokens.getAccessToken();
+    await this.call('check', () => this.kc.users.find({ max: 1, briefRepresentation: true }));
   }
 
-  private async call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+  private async call<T>(operation: string, request: () => Promise<T>): Promise<T> {
+    const fn = () => this.timed(operation, request);
     try {
       return await fn();
     } catch (err) {
@@ -108,6 +116,21 @@ export class KeycloakClient {
       return await fn();
     } catch (err) {
       throw backendErrorOf(err, operation);
+    }
+  }
+
+  /** Tells `observe` of each request: the admin client keeps a success's exact status to itself. */
+  private async timed<T>(operation: string, request: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    let status = '2xx';
+    try {
+      return await request();
+    } catch (err) {
+      status = statusOfFailure(backendErrorOf(err, operation));
+      throw err;
+    } finally {
+      const seconds = (performance.now() - started) / 1000;
+      this.observe?.({ backend: 'keycloak', operation, status, seconds });
     }
   }
 }

@@ -2,6 +2,7 @@ import { Pool } from 'undici';
 
 import { BackendError, kindOfStatus } from '../errors.js';
 import { backendErrorOf, describeBody } from './backend-errors.js';
+import { statusOfFailure, type ObserveCall } from './observe.js';
 import type { TokenSource } from './token-source.js';
 
 /** wac-core's records as its service API (`/sapi`) sends them. */
@@ -64,6 +65,8 @@ export interface WacCoreClientOptions {
   url: string;
   timeoutMs: number;
   connections?: number;
+  /** Told of every request, for the metrics. */
+  observe?: ObserveCall;
 }
 
 /**
@@ -254,7 +257,24 @@ export class WacCoreClient {
     return second;
   }
 
+  /** One request, told to `observe` with its status and time. */
   private async attempt(
+    operation: string,
+    method: string,
+    path: string,
+    body: unknown,
+    query: Query | undefined,
+  ) {
+    const started = performance.now();
+    const answer = await this.exchange(operation, method, path, body, query);
+    const status = answer instanceof BackendError ? statusOfFailure(answer) : answer.status;
+    const seconds = (performance.now() - started) / 1000;
+    this.options.observe?.({ backend: 'wac-core', operation, status, seconds });
+    return answer;
+  }
+
+  /** One request and its answer; every failure comes back as a BackendError. */
+  private async exchange(
     operation: string,
     method: string,
     path: string,
@@ -280,7 +300,7 @@ export class WacCoreClient {
         const kind = kindOfStatus(answer.statusCode);
         return new BackendError('wac-core', operation, kind, answer.statusCode, describeBody(data));
       }
-      return { body: data, headers: answer.headers };
+      return { body: data, headers: answer.headers, status: String(answer.statusCode) };
     } catch (err) {
       return backendErrorOf(err, operation, 'wac-core');
     }

@@ -2,9 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { QueueEvents, type Job, type JobState } from 'bullmq';
-import type { Redis } from 'ioredis';
-
 import { errors } from '../errors.js';
+import type { RedisClient } from '../redis.js';
 import { decodeFailure, type JobError } from './outcome.js';
 import { QUEUE_NAMES, QUEUE_OF, type JobType, type QueueName, type Queues } from './queues.js';
 
@@ -44,6 +43,9 @@ export interface Ordered {
 /** The poll that backs up QueueEvents, whose trimmed stream can miss events under load. */
 const POLL_MS = 250;
 
+/** How long a new job may take to reach a replica before the request is refused (503). */
+const REPLICA_WAIT_MS = 1000;
+
 /**
  * The API's side of the queues: adds jobs, reads their state, and waits (bounded) for them to
  * end. Any Redis failure here is answered 503 at once.
@@ -52,18 +54,31 @@ export class JobGateway {
   private readonly events = new Map<QueueName, QueueEvents>();
   private readonly waiting = new Map<string, Set<() => void>>();
 
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly prefix: string;
+  private readonly replicas: number;
 
+  /**
+   * `connection` is the API's own; `events` is one that may block (see `createRedis`), which
+   * BullMQ copies for each queue's event stream; `replicas` is how many replicas must hold a new
+   * job before it counts as accepted (see `replicasToConfirm`).
+   */
   constructor(
     private readonly queues: Queues,
-    options: { connection: Redis; prefix: string; listen: QueueName[] },
+    options: {
+      connection: RedisClient;
+      events: RedisClient;
+      prefix: string;
+      listen: QueueName[];
+      replicas?: number;
+    },
   ) {
     this.redis = options.connection;
     this.prefix = options.prefix;
+    this.replicas = options.replicas ?? 0;
     for (const name of options.listen) {
       const events = new QueueEvents(name, {
-        connection: options.connection.duplicate({ maxRetriesPerRequest: null }),
+        connection: options.events,
         prefix: options.prefix,
       });
       events.on('completed', ({ jobId }) => this.wake(jobId));
@@ -84,20 +99,81 @@ export class JobGateway {
     data: T,
     options: { jobId?: string; orderKey?: string } = {},
   ): Promise<Job<T & Ordered>> {
+    const [job] = await this.submitBulk(type, [{ data, ...options }]);
+    return job;
+  }
+
+  /**
+   * Adds many jobs of one type in two round trips (their order keys, then the jobs), ordered
+   * as `submit` orders them. A job whose id exists already is not added again, so a batch sent
+   * twice queues each job once. `priority` puts them behind jobs without one (bulk work behind
+   * single requests).
+   */
+  async submitBulk<T extends object>(
+    type: JobType,
+    items: Array<{ data: T; jobId?: string; orderKey?: string }>,
+    options: { priority?: number } = {},
+  ): Promise<Array<Job<T & Ordered>>> {
     const queue = this.queues[QUEUE_OF[type]];
-    const jobId = options.jobId ?? randomUUID();
+    const ids = items.map((item) => item.jobId ?? randomUUID());
+    const ordered: Array<T & Ordered> = items.map((item) => ({ ...item.data }));
 
     try {
-      const ordered: T & Ordered = { ...data };
-      if (options.orderKey) {
-        const key = `${this.prefix}:order:${options.orderKey}`;
-        const before = await this.redis.set(key, jobId, 'EX', ORDER_TTL_S, 'GET');
-        if (before && before !== jobId) ordered.after = before;
+      await this.checkReplicas();
+      const keyed = items.flatMap((item, i) =>
+        item.orderKey ? [[item.orderKey, i] as const] : [],
+      );
+      if (keyed.length > 0) {
+        const pipeline = this.redis.pipeline();
+        for (const [key, i] of keyed) {
+          pipeline.set(`${this.prefix}:order:${key}`, ids[i], 'EX', ORDER_TTL_S, 'GET');
+        }
+        const answers = (await pipeline.exec()) ?? [];
+        answers.forEach(([err, before], n) => {
+          if (err) throw err;
+          const i = keyed[n][1];
+          if (typeof before === 'string' && before !== ids[i]) ordered[i].after = before;
+        });
       }
-      return (await queue.add(type, ordered, { jobId })) as Job<T & Ordered>;
+
+      const jobs = ordered.map((data, i) => ({
+        name: type,
+        data,
+        opts: { jobId: ids[i], ...(options.priority ? { priority: options.priority } : {}) },
+      }));
+      const added = (await queue.addBulk(jobs)) as Array<Job<T & Ordered>>;
+      await this.confirmReplicated();
+      return added;
     } catch {
       throw errors.queueUnavailable();
     }
+  }
+
+  /**
+   * Refuses, before writing anything, while the primary has fewer replicas online than a job
+   * must reach: just after a failover (the new primary's replicas still syncing, the old one
+   * not yet demoted), and while a replica is down. Waiting in WAIT instead would hold up every
+   * request behind it on this connection, a second each.
+   */
+  private async checkReplicas(): Promise<void> {
+    if (this.replicas === 0) return;
+
+    const [role, , replicas] = (await this.redis.call('ROLE')) as [string, unknown, unknown[]];
+    const online = role === 'master' ? replicas.length : 0;
+    if (online < this.replicas) throw new Error(`${online} of ${this.replicas} replicas online`);
+  }
+
+  /**
+   * WAIT covers every earlier write of this connection: the jobs, their order keys and the
+   * request's idempotency key. A primary replaced between the check and the write reaches no
+   * replica and answers 0, and the request is refused rather than accepted into writes about to
+   * be lost.
+   */
+  private async confirmReplicated(): Promise<void> {
+    if (this.replicas === 0) return;
+
+    const holding = await this.redis.wait(this.replicas, REPLICA_WAIT_MS);
+    if (holding < this.replicas) throw new Error(`${holding} of ${this.replicas} replicas`);
   }
 
   async find(id: string): Promise<Job | undefined> {

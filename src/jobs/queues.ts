@@ -1,5 +1,6 @@
 import { Queue, type JobsOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
+
+import type { RedisClient } from '../redis.js';
 
 export const QUEUE_NAMES = ['provisioning', 'logout', 'imports'] as const;
 export type QueueName = (typeof QUEUE_NAMES)[number];
@@ -16,10 +17,12 @@ export const JOB_TYPES = {
   domainLogout: 'domain.logout',
   htableCreate: 'htable.create',
   htableDelete: 'htable.delete',
+  importCancel: 'import.cancel',
 } as const;
 export type JobType = (typeof JOB_TYPES)[keyof typeof JOB_TYPES];
 
 export const QUEUE_OF: Record<JobType, QueueName> = {
+  'import.cancel': 'imports',
   'user.create': 'provisioning',
   'user.update': 'provisioning',
   'user.delete': 'provisioning',
@@ -61,7 +64,7 @@ export type Queues = Record<QueueName, Queue>;
  * (the readiness check says when Redis is down; ioredis reconnects by itself).
  */
 export function createQueues(
-  connection: Redis,
+  connection: RedisClient,
   prefix: string,
   policy: RetryPolicy,
   onError: (err: Error) => void,

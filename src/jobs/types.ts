@@ -18,8 +18,17 @@ export interface UserCreateProgress {
   sipMappingId?: string;
 }
 
+/** Set on a job that creates one row of an import. */
+export interface ImportRow {
+  id: string;
+  row: number;
+  /** The row's cells as in the file, without secrets: for the error report if it fails. */
+  cells: Record<string, string>;
+}
+
 export interface UserCreateData extends JobBase {
   user: UserSpec;
+  import?: ImportRow;
   /** The user's passwords, sealed with the SecretBox; absent when there are none. */
   secrets?: string;
   progress?: UserCreateProgress;
@@ -115,4 +124,8 @@ export function isHtableCreateData(data: unknown): data is HtableCreateData {
     typeof d.entry.name === 'string' &&
     typeof d.entry.value === 'string'
   );
+}
+
+export interface ImportCancelData extends JobBase {
+  importId: string;
 }

@@ -66,7 +66,20 @@ export const username = Joi.string()
       '{{#label}} may hold only letters a-z, digits and the characters _ . - @',
   });
 
-const name = Joi.string().trim().max(255);
+/**
+ * Keycloak's person-name rules: these characters (and control characters such as line breaks)
+ * are refused in first and last names, so they are a 400 here rather than a failed job.
+ */
+const name = Joi.string()
+  .trim()
+  .max(255)
+  // Control characters are refused too, as Keycloak does; the rule is about them.
+  // eslint-disable-next-line no-control-regex
+  .pattern(/^[^<>&"$%!#?§;*~/\\|^=[\]{}()\x00-\x1f\x7f-\x9f]*$/)
+  .messages({
+    'string.pattern.base':
+      '{{#label}} may not hold line breaks or any of < > & " $ % ! # ? § ; * ~ / \\ | ^ = [ ] ( )',
+  });
 const secret = Joi.string().min(1).max(1024);
 
 export const phoneNumber = Joi.string()
@@ -275,6 +288,11 @@ function sipCredentialOf(
     domain: sip.sip_domain ?? domain,
     authProxy: sip.sip_auth_proxy ?? '',
   };
+}
+
+/** Writes on one user are ordered by its username, which Keycloak keeps unique and lower-case. */
+export function orderKeyOfUser(username: string): string {
+  return `user:${username.toLowerCase()}`;
 }
 
 export function ownerUriOf(wacUserId: string): string {

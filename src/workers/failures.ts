@@ -34,5 +34,9 @@ export async function failAttempt(
   const failure = apiErrorOfFailure(err);
   const undone = undo ? await undo() : '';
   const message = undone ? `${failure.message}; ${undone}` : failure.message;
-  throw new UnrecoverableError(encodeFailure(new ApiError(failure.status, failure.code, message)));
+  const final = new UnrecoverableError(
+    encodeFailure(new ApiError(failure.status, failure.code, message)),
+  );
+  // Kept for the job's log line, which names the backend failure behind the reason.
+  throw Object.assign(final, { cause: err });
 }

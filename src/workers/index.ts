@@ -1,12 +1,17 @@
 import { DelayedError, Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
 
 import { ApiError, BackendError } from '../errors.js';
 import type { Ordered } from '../jobs/gateway.js';
-import { encodeFailure } from '../jobs/outcome.js';
+import { decodeFailure, encodeFailure } from '../jobs/outcome.js';
+import type { ImportRow } from '../jobs/types.js';
+import { METRICS_MINUTES } from '../jobs/queue-status.js';
 import { JOB_TYPES, QUEUE_NAMES, type JobType, type QueueName } from '../jobs/queues.js';
+import type { Metrics } from '../metrics.js';
+import type { RedisClient } from '../redis.js';
 import type { WorkerDeps } from './deps.js';
+import { isFinalAttempt } from './failures.js';
 import { deleteDomain, updateDomain } from './domain-change.js';
+import { cancelImport } from './import-cancel.js';
 import { createDomain } from './domain-create.js';
 import { logoutDomain } from './domain-logout.js';
 import { createHtableEntry, deleteHtableEntry } from './htable.js';
@@ -27,10 +32,11 @@ const PROCESSORS: Record<JobType, Processor> = {
   [JOB_TYPES.domainLogout]: logoutDomain,
   [JOB_TYPES.htableCreate]: createHtableEntry,
   [JOB_TYPES.htableDelete]: deleteHtableEntry,
+  [JOB_TYPES.importCancel]: cancelImport,
 };
 
 export interface WorkerOptions {
-  connection: Redis;
+  connection: RedisClient;
   prefix: string;
   /** Jobs of the provisioning queue one process runs at once. */
   concurrency: number;
@@ -40,6 +46,8 @@ export interface WorkerOptions {
   lockMs: number;
   /** Jobs a second each queue starts, across all workers; 0 for no limit. */
   ratePerSecond: number;
+  /** Where each attempt is counted; none in tests that do not look. */
+  metrics?: Pick<Metrics, 'jobAttempt'>;
 }
 
 export interface RunningWorkers {
@@ -73,11 +81,14 @@ export function startWorkers(deps: WorkerDeps, options: WorkerOptions): RunningW
     }),
   );
 
+  const withQueues: WorkerDeps = { ...deps, queues: Object.fromEntries(lookups) };
+
   const start = (name: QueueName, concurrency: number) => {
     const queue = lookups.get(name)!;
     const worker: Worker = new Worker(
       name,
-      (job, token) => runJob(job, token, { queue, worker, deps }),
+      (job, token) =>
+        runJob(job, token, { queue, worker, deps: withQueues, metrics: options.metrics }),
       {
         connection,
         prefix,
@@ -88,6 +99,9 @@ export function startWorkers(deps: WorkerDeps, options: WorkerOptions): RunningW
         // A limiter must be set for worker.rateLimit() to pause the queue; its own rate is the
         // configured pace toward the backends, or none.
         limiter: { max: options.ratePerSecond || UNLIMITED, duration: 1000 },
+        // Jobs ended per minute, for GET /queues; BullMQ counts only when every worker of a
+        // queue sets the same value.
+        metrics: { maxDataPoints: METRICS_MINUTES },
       },
     );
     worker.on('error', (err) =>
@@ -99,6 +113,7 @@ export function startWorkers(deps: WorkerDeps, options: WorkerOptions): RunningW
   const workers = [
     start('provisioning', options.concurrency),
     start('logout', options.logoutConcurrency),
+    start('imports', 1),
   ];
   let closing: Promise<void> | undefined;
 
@@ -132,6 +147,7 @@ interface JobContext {
   queue: Queue;
   worker: Worker;
   deps: WorkerDeps;
+  metrics?: Pick<Metrics, 'jobAttempt'>;
 }
 
 async function runJob(job: Job, token: string | undefined, context: JobContext) {
@@ -152,26 +168,60 @@ async function runJob(job: Job, token: string | undefined, context: JobContext) 
     if ((job.data as SecretsCarrier).secretsRemoved) throw secretsGone();
     const result = await processor(job, deps);
     await removeSecrets(job);
-    deps.logger.info({ ...fields, outcome: 'succeeded', ms: Date.now() - started }, 'job');
+    await recordImportRow(job, deps, 'succeeded');
+    const ms = Date.now() - started;
+    context.metrics?.jobAttempt(job.name, 'succeeded', ms / 1000, job.timestamp);
+    deps.logger.info({ ...fields, outcome: 'succeeded', ms }, 'job');
     return result;
   } catch (err) {
-    const final = err instanceof UnrecoverableError;
-    if (final) await removeSecrets(job);
+    const final = err instanceof UnrecoverableError || isFinalAttempt(job);
+    if (final) {
+      await removeSecrets(job);
+      await recordImportRow(job, deps, 'failed', (err as Error).message);
+    }
     if (slowsTheQueue(err)) await context.worker.rateLimit(BACKOFF_PAUSE_MS);
 
-    const backend = err instanceof BackendError ? err.kind : undefined;
+    const outcome = final ? 'failed' : 'retrying';
+    const ms = Date.now() - started;
+    context.metrics?.jobAttempt(job.name, outcome, ms / 1000, job.timestamp);
     deps.logger[final ? 'warn' : 'info'](
-      {
-        ...fields,
-        outcome: final ? 'failed' : 'retrying',
-        ms: Date.now() - started,
-        reason: (err as Error).message,
-        backend,
-      },
+      { ...fields, outcome, ms, reason: (err as Error).message, backend: backendOf(err) },
       'job',
     );
     throw err;
   }
+}
+
+/**
+ * Counts the outcome of an import's row once it is final, and keeps a failed row, with its
+ * reason, for the import's error report.
+ */
+async function recordImportRow(
+  job: Job,
+  deps: WorkerDeps,
+  outcome: 'succeeded' | 'failed',
+  failure?: string,
+): Promise<void> {
+  const row = (job.data as { import?: ImportRow }).import;
+  if (!row) return;
+
+  if (outcome === 'failed') {
+    const reason = decodeFailure(failure).error;
+    await deps.imports.rejectRow(row.id, { row: row.row, cells: row.cells, reason });
+  }
+  await deps.imports.recordOutcome(row.id, row.row, outcome);
+}
+
+/**
+ * The backend failure behind an attempt that failed, for its log line: thrown as is when the
+ * job will retry, the cause of the UnrecoverableError that ends it otherwise.
+ */
+function backendOf(err: unknown) {
+  const cause = (err as { cause?: unknown })?.cause;
+  const failure = err instanceof BackendError ? err : cause instanceof BackendError ? cause : null;
+  if (!failure) return undefined;
+  const { backend, operation, kind, status } = failure;
+  return { name: backend, operation, kind, status };
 }
 
 interface SecretsCarrier {

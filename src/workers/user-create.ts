@@ -134,14 +134,20 @@ async function undoCreate(
   const removed: string[] = [];
   const left: string[] = [];
 
+  /** True when the record is gone now (removed, or was never there). */
   const remove = async (what: string, step: () => Promise<boolean>) => {
     try {
       if (await step()) removed.push(what);
+      return true;
     } catch (err) {
       left.push(what);
       deps.logger.error({ jobId: job.id, err: String(err) }, `undo failed: ${what}`);
+      return false;
     }
   };
+  // What is still there after the undo: a retry by hand starts again from that, not from
+  // records the undo deleted.
+  const kept: UserCreateProgress = { ...progress };
 
   const keycloakId =
     progress.keycloakId ??
@@ -157,15 +163,20 @@ async function undoCreate(
 
   if (wacUserId) {
     const ownerUri = ownerUriOf(wacUserId);
-    await remove(`the SIP mapping of ${ownerUri}`, async () => {
+    const sipGone = await remove(`the SIP mapping of ${ownerUri}`, async () => {
       const mapping = await wac.findSipMapping(ownerUri);
       return mapping ? wac.deleteSipMapping(mapping.id) : false;
     });
-    await remove(`the wac-core user ${wacUserId}`, () => wac.deleteUser(wacUserId));
+    if (sipGone) delete kept.sipMappingId;
+    if (await remove(`the wac-core user ${wacUserId}`, () => wac.deleteUser(wacUserId))) {
+      delete kept.wacUserId;
+    }
   }
   if (keycloakId) {
-    await remove(`the Keycloak user ${keycloakId}`, () => keycloak.deleteUser(keycloakId));
+    const what = `the Keycloak user ${keycloakId}`;
+    if (await remove(what, () => keycloak.deleteUser(keycloakId))) delete kept.keycloakId;
   }
+  await job.updateData({ ...job.data, progress: kept }).catch(() => undefined);
 
   if (left.length > 0) return `undo incomplete, left behind: ${left.join(', ')}`;
   return removed.length > 0 ? `undone: removed ${removed.join(', ')}` : '';

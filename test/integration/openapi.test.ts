@@ -32,7 +32,15 @@ function configOf(env: Record<string, string>): Config {
  */
 function appOf(config: Config): Koa {
   const deps = { config, logger: createLogger('silent') } as Partial<ApiDeps>;
-  for (const name of ['redis', 'gateway', 'keycloak', 'wac', 'secrets', 'domains'] as const) {
+  for (const name of [
+    'redis',
+    'gateway',
+    'keycloak',
+    'wac',
+    'secrets',
+    'domains',
+    'queues',
+  ] as const) {
     (deps as Record<string, unknown>)[name] = {};
   }
   return createApp(deps as ApiDeps) as unknown as Koa;

@@ -25,14 +25,21 @@ export interface RedisServer {
   kill(): Promise<void>;
 }
 
-/** A `redis-server` of the caller's own, on `port` or a free one; killed when the run ends. */
-export async function startRedisServer(port?: number): Promise<RedisServer> {
+/**
+ * A `redis-server` of the caller's own, on `port` or a free one; killed when the run ends.
+ * `settings` come last, so they override the defaults (`['--maxmemory-policy', 'allkeys-lru']`).
+ */
+export async function startRedisServer(
+  port?: number,
+  settings: string[] = [],
+): Promise<RedisServer> {
   const chosen = port ?? (await freePort());
   const child: ChildProcess = spawn(
     'redis-server',
     [
       ...['--port', String(chosen), '--bind', '127.0.0.1'],
       ...['--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'],
+      ...settings,
     ],
     { stdio: 'ignore' },
   );

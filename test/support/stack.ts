@@ -37,8 +37,8 @@ export interface Stack {
 }
 
 /**
- * The whole service in this process against both emulators on port 0 and the tests' Redis,
- * under a queue prefix of its own.
+ * The whole service in this process against both emulators on port 0 and the tests' Redis (or
+ * the Sentinel or Cluster that `env` names), under a queue prefix of its own.
  */
 export async function startStack(
   env: Record<string, string> = {},
@@ -50,8 +50,10 @@ export async function startStack(
   });
   const wac = await startWacCoreEmulator({ verifyToken: (token) => keycloak.verifyToken(token) });
 
+  // A test that names a Sentinel or a Cluster gets no REDIS_URL: kitter takes one topology.
+  const otherTopology = env.REDIS_SENTINELS ?? env.REDIS_CLUSTER_NODES;
   const fullEnv: Record<string, string> = {
-    REDIS_URL: await testRedisUrl(),
+    ...(otherTopology ? {} : { REDIS_URL: await testRedisUrl() }),
     KITTER_QUEUE_PREFIX: `test-${randomBytes(6).toString('hex')}`,
     KEYCLOAK_URL: keycloak.url,
     WAC_CORE_URL: wac.baseUrl,

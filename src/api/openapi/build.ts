@@ -36,6 +36,8 @@ export interface OperationSpec {
   params?: Joi.ObjectSchema;
   query?: Joi.ObjectSchema;
   body?: Joi.Schema;
+  /** A body that is not JSON (a CSV upload): its description and media types, as is. */
+  rawBody?: { description: string; content: Record<string, JsonSchema> };
   /** A valid request body: shown on /docs, checked against `body`, the seed of the fuzz test. */
   example?: unknown;
   /** What a path or query parameter means, by name. */
@@ -244,12 +246,14 @@ function operationOf(spec: OperationSpec): OpenApiOperation {
     };
   }
 
+  if (spec.rawBody) operation.requestBody = { required: true, ...spec.rawBody };
+
   const statuses = new Set(Object.keys(spec.responses).map(Number));
   if (spec.job) statuses.add(202).add(409);
   if (spec.job || spec.backends) statuses.add(502);
   if (!spec.open) statuses.add(401).add(403).add(503);
-  if (spec.body || spec.params || spec.query || spec.job) statuses.add(400);
-  if (spec.body) statuses.add(413).add(415);
+  if (spec.body || spec.rawBody || spec.params || spec.query || spec.job) statuses.add(400);
+  if (spec.body || spec.rawBody) statuses.add(413).add(415);
   statuses.add(500);
 
   for (const status of [...statuses].sort((a, b) => a - b)) {

@@ -1,4 +1,5 @@
-import { JOB_TYPES, type JobType } from '../../jobs/queues.js';
+import { COUNTED_STATES, METRICS_MINUTES } from '../../jobs/queue-status.js';
+import { JOB_TYPES, QUEUE_NAMES, type JobType } from '../../jobs/queues.js';
 import { SERVICE_NAMES } from '../../model/domains.js';
 import { MASKED } from '../../model/users.js';
 
@@ -19,6 +20,14 @@ const text = { type: 'string' };
 const texts = { type: 'array', items: text };
 const nullable = (type: string) => ({ type: [type, 'null'] });
 const timestamp = { type: 'string', format: 'date-time' };
+const perHour = {
+  type: 'array',
+  items: { type: 'integer', minimum: 0 },
+  minItems: METRICS_MINUTES,
+  maxItems: METRICS_MINUTES,
+};
+const QUEUE_COUNTS = COUNTED_STATES.map((state) => state.replace('-', '_'));
+const count = { type: 'integer', minimum: 0 };
 
 export const EXAMPLE_DOMAIN = {
   id: '507f1f77bcf86cd799439011',
@@ -91,6 +100,43 @@ const RECONCILE_LEFT = [
   },
 ];
 
+export const EXAMPLE_IMPORT = {
+  id: '1b4e28ba-2fa1-4d2b-883f-0016d3cca427',
+  state: 'running',
+  dry_run: false,
+  filename: 'customers.csv',
+  total: 1000,
+  valid: 998,
+  invalid: 2,
+  succeeded: 640,
+  failed: 1,
+  cancelled: 0,
+  pending: 357,
+  created_at: '2026-12-04T10:00:00.000Z',
+  finished_at: null,
+  first_errors: [{ row: 17, reason: 'email: must be a valid email' }],
+};
+
+const quietHour = Array<number>(METRICS_MINUTES).fill(0);
+
+export const EXAMPLE_QUEUE = {
+  name: 'provisioning',
+  paused: false,
+  workers: 2,
+  counts: {
+    waiting: 3,
+    active: 2,
+    delayed: 0,
+    prioritized: 0,
+    waiting_children: 0,
+    completed: 5,
+    failed: 2,
+  },
+  oldest_waiting_s: 1.25,
+  per_minute: { completed: [5, ...quietHour.slice(1)], failed: [2, ...quietHour.slice(1)] },
+  last_hour: { completed: 5, failed: 2 },
+};
+
 export const EXAMPLE_RECONCILE_REPORT = {
   domains: 1,
   keycloak_users: 3,
@@ -149,6 +195,7 @@ const JOB_RESULTS: Partial<Record<JobType, JsonSchema>> = {
   'domain.logout': ref('LogoutCount'),
   'htable.create': ref('HtableEntry'),
   'htable.delete': { type: 'null' },
+  'import.cancel': ref('ImportAnswer'),
 };
 
 export const schemas = {
@@ -404,6 +451,86 @@ export const schemas = {
     additionalProperties: false,
   },
 
+  JobList: {
+    type: 'object',
+    required: ['jobs', 'total'],
+    properties: {
+      jobs: { type: 'array', items: ref('Job') },
+      total: { type: 'integer', minimum: 0, description: 'Jobs that match, on all pages.' },
+    },
+    additionalProperties: false,
+  },
+
+  QueueStatus: {
+    type: 'object',
+    description: 'One queue, read from Redis when asked.',
+    required: [
+      'name',
+      'paused',
+      'workers',
+      'counts',
+      'oldest_waiting_s',
+      'per_minute',
+      'last_hour',
+    ],
+    properties: {
+      name: { enum: [...QUEUE_NAMES] },
+      paused: { type: 'boolean', description: 'Workers take no new job while it is paused.' },
+      workers: {
+        type: ['integer', 'null'],
+        minimum: 0,
+        description: 'Live workers over all processes; null where Redis refuses CLIENT LIST.',
+      },
+      counts: {
+        type: 'object',
+        description: 'Jobs by BullMQ state.',
+        required: [...QUEUE_COUNTS],
+        properties: Object.fromEntries(
+          QUEUE_COUNTS.map((state) => [state, { type: 'integer', minimum: 0 }]),
+        ),
+        additionalProperties: false,
+      },
+      oldest_waiting_s: {
+        type: ['number', 'null'],
+        minimum: 0,
+        description: 'Seconds since the oldest job waiting to start was queued; null if none.',
+      },
+      per_minute: {
+        type: 'object',
+        description:
+          'Jobs that ended each minute over the last hour, newest first: `[0]` is the minute ' +
+          'under way.',
+        required: ['completed', 'failed'],
+        properties: { completed: perHour, failed: perHour },
+        additionalProperties: false,
+      },
+      last_hour: {
+        type: 'object',
+        required: ['completed', 'failed'],
+        properties: {
+          completed: { type: 'integer', minimum: 0 },
+          failed: { type: 'integer', minimum: 0 },
+        },
+        additionalProperties: false,
+      },
+    },
+    additionalProperties: false,
+  },
+
+  QueueList: {
+    type: 'object',
+    required: ['queues'],
+    properties: { queues: { type: 'array', items: ref('QueueStatus') } },
+    additionalProperties: false,
+  },
+
+  QueueAnswer: {
+    type: 'object',
+    required: ['queue'],
+    properties: { queue: ref('QueueStatus') },
+    additionalProperties: false,
+  },
+
   Liveness: {
     type: 'object',
     required: ['status'],
@@ -435,6 +562,71 @@ export const schemas = {
     description: 'Per dependency: `ok`, `timeout`, or what went wrong.',
     required: ['redis', 'keycloak', 'wac_core'],
     properties: { redis: text, keycloak: text, wac_core: text },
+    additionalProperties: false,
+  },
+
+  Import: {
+    type: 'object',
+    description:
+      'A bulk import. `state`: `validating` while the file is read, `running` while rows are ' +
+      'pending, then `finished` or `cancelled`. `pending` = `valid` − `succeeded` − `failed` − ' +
+      '`cancelled`. Row numbers are as a spreadsheet shows them: the header is row 1.',
+    required: [
+      'id',
+      'state',
+      'dry_run',
+      'filename',
+      'total',
+      'valid',
+      'invalid',
+      'succeeded',
+      'failed',
+      'cancelled',
+      'pending',
+      'created_at',
+      'finished_at',
+      'first_errors',
+    ],
+    properties: {
+      id: text,
+      state: { enum: ['validating', 'running', 'finished', 'cancelled'] },
+      dry_run: { type: 'boolean' },
+      filename: nullable('string'),
+      total: count,
+      valid: count,
+      invalid: count,
+      succeeded: count,
+      failed: count,
+      cancelled: count,
+      pending: count,
+      created_at: timestamp,
+      finished_at: { ...nullable('string'), format: 'date-time' },
+      first_errors: {
+        type: 'array',
+        maxItems: 10,
+        items: {
+          type: 'object',
+          required: ['row', 'reason'],
+          properties: { row: { type: 'integer', minimum: 2 }, reason: text },
+          additionalProperties: false,
+        },
+      },
+    },
+    additionalProperties: false,
+    examples: [EXAMPLE_IMPORT],
+  },
+
+  ImportAnswer: {
+    type: 'object',
+    required: ['import'],
+    properties: { import: ref('Import') },
+    additionalProperties: false,
+  },
+
+  ImportList: {
+    type: 'object',
+    required: ['imports'],
+    properties: { imports: { type: 'array', items: ref('Import') } },
     additionalProperties: false,
   },
 

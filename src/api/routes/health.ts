@@ -14,6 +14,7 @@ export function healthRoutes(deps: ApiDeps): Router<ApiState> {
   });
 
   router.get('/health/ready', async (ctx) => {
+    // All at once, each bounded: the answer comes within CHECK_TIMEOUT_MS however many hang.
     const checks = {
       redis: check(async () => {
         await deps.redis.ping();

@@ -13,6 +13,7 @@ import type {
 import { mapLimited } from '../../limit.js';
 import { domainName } from '../../model/domains.js';
 import {
+  orderKeyOfUser,
   ownerUriOf,
   phoneNumber,
   splitPatchSecrets,
@@ -102,7 +103,7 @@ export function userRoutes(deps: ApiDeps): Router<ApiState> {
       secrets: sealed(deps, secrets),
     };
     await submitWrite(ctx, deps, JOB_TYPES.userCreate, data, {
-      orderKey: userKey(spec.username),
+      orderKey: orderKeyOfUser(spec.username),
       status: 201,
     });
   });
@@ -145,7 +146,7 @@ export function userRoutes(deps: ApiDeps): Router<ApiState> {
       secrets: sealed(deps, secrets),
     };
     await submitWrite(ctx, deps, JOB_TYPES.userUpdate, data, {
-      orderKey: userKey(current),
+      orderKey: orderKeyOfUser(current),
       status: 200,
     });
   });
@@ -156,7 +157,7 @@ export function userRoutes(deps: ApiDeps): Router<ApiState> {
 
     const data: UserDeleteData = { v: 1, userId: id, requestId: ctx.state.requestId };
     await submitWrite(ctx, deps, JOB_TYPES.userDelete, data, {
-      orderKey: userKey(current),
+      orderKey: orderKeyOfUser(current),
       status: 204,
     });
   });
@@ -167,7 +168,7 @@ export function userRoutes(deps: ApiDeps): Router<ApiState> {
 
     const data: UserLogoutData = { v: 1, userId: id, requestId: ctx.state.requestId };
     await submitWrite(ctx, deps, JOB_TYPES.userLogout, data, {
-      orderKey: userKey(current),
+      orderKey: orderKeyOfUser(current),
       status: 204,
     });
   });
@@ -197,11 +198,6 @@ async function existingUser(
   const wacUser = options.orInWacCore ? await deps.wac.findUserByKeycloakId(id) : undefined;
   if (wacUser) return wacUser.username;
   throw errors.notFound(`user ${id}`);
-}
-
-/** Writes on one user are ordered by its (lower-cased, unique) username. */
-function userKey(username: string): string {
-  return `user:${username.toLowerCase()}`;
 }
 
 function sealed(deps: ApiDeps, secrets: UserSecrets): string | undefined {

@@ -1,0 +1,139 @@
+/**
+ * Import throughput and the API's memory: uploads a 100 000-row CSV file to a kitter API
+ * process and reports rows validated and queued per second, beside a baseline measured in the
+ * same run: csv-parse of the same file plus BullMQ addBulk of the same jobs, with no
+ * validation. Also the API's peak resident memory during the upload.
+ *
+ *   npm run bench:import            (BENCH_ROWS to change the size)
+ */
+import { createReadStream } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+
+import { Queue } from 'bullmq';
+import { parse } from 'csv-parse';
+import { Redis } from 'ioredis';
+
+import { startKeycloakEmulator } from '../src/emulators/keycloak.js';
+import { startWacCoreEmulator } from '../src/emulators/wac-core.js';
+import { freePort, startRedisServer } from '../test/support/redis.js';
+import { apiAnswers, machine, peakRssMb, saveResult, startKitter } from './support.js';
+
+const ROWS = Number(process.env.BENCH_ROWS ?? 100_000);
+const CHUNK = 500;
+const TOKEN = 'bench-token-0123456789abcdef';
+
+const redis = await startRedisServer();
+const keycloak = await startKeycloakEmulator({
+  clients: [{ clientId: 'kitter', clientSecret: 'bench-secret' }],
+});
+const wac = await startWacCoreEmulator({ verifyToken: (token) => keycloak.verifyToken(token) });
+wac.seedDomain({ domain: 'example.com' });
+
+const dir = await mkdtemp(path.join(os.tmpdir(), 'kitter-bench-'));
+const file = path.join(dir, 'users.csv');
+const lines = ['username,email,first_name,last_name,password,domain,phone_number'];
+for (let i = 0; i < ROWS; i++) {
+  lines.push(
+    `user${i},user${i}@example.com,First${i},Last${i},Pass-${i}-word,example.com,+3460${i}`,
+  );
+}
+await writeFile(file, `${lines.join('\n')}\n`);
+const megabytes = (Buffer.byteLength(lines.join('\n')) / 1024 / 1024).toFixed(1);
+
+const baseline = await runBaseline();
+const kitter = await runKitter();
+
+const result = {
+  rows: ROWS,
+  file_mb: Number(megabytes),
+  kitter_rows_per_s: kitter.rate,
+  baseline_rows_per_s: baseline,
+  ratio: Math.round((kitter.rate / baseline) * 100) / 100,
+  api_peak_rss_mb: kitter.rss,
+  targets: { ratio: 0.7, api_peak_rss_mb: 150 },
+  machine: machine(),
+};
+console.log(`import of ${ROWS} rows (${megabytes} MB)`);
+console.log(`  kitter API:  ${kitter.rate} rows/s validated and queued`);
+console.log(`  baseline:    ${baseline} rows/s (csv-parse + addBulk, no validation)`);
+console.log(`  ratio:       ${result.ratio} (target >= 0.7)`);
+console.log(`  API peak RSS: ${kitter.rss} MB (target < 150 MB)`);
+await saveResult('import', result);
+
+await rm(dir, { recursive: true, force: true });
+await wac.close();
+await keycloak.close();
+await redis.kill();
+
+/** What the import path does at its least: parse the file and queue one job a row. */
+async function runBaseline(): Promise<number> {
+  const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
+  const queue = new Queue('provisioning', { connection, prefix: 'bench-baseline' });
+  const started = process.hrtime.bigint();
+
+  let header: string[] | undefined;
+  let chunk: Array<{ name: string; data: unknown; opts: { jobId: string; priority: number } }> = [];
+  let row = 1;
+  for await (const cells of createReadStream(file).pipe(parse({ bom: true }))) {
+    if (!header) {
+      header = cells as string[];
+      continue;
+    }
+    row++;
+    const record = Object.fromEntries(header.map((name, i) => [name, (cells as string[])[i]]));
+    chunk.push({
+      name: 'user.create',
+      data: { v: 1, user: record, import: { id: 'baseline', row } },
+      opts: { jobId: `imp-baseline-r${row}`, priority: 10 },
+    });
+    if (chunk.length === CHUNK) {
+      await queue.addBulk(chunk);
+      chunk = [];
+    }
+  }
+  if (chunk.length > 0) await queue.addBulk(chunk);
+
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  await queue.close();
+  await connection.quit();
+  return Math.round(ROWS / seconds);
+}
+
+async function runKitter(): Promise<{ rate: number; rss: number }> {
+  const port = await freePort();
+  const api = await startKitter(
+    'api',
+    {
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      REDIS_URL: redis.url,
+      KITTER_QUEUE_PREFIX: 'bench-kitter',
+      KEYCLOAK_URL: keycloak.url,
+      KEYCLOAK_CLIENT_SECRET: 'bench-secret',
+      WAC_CORE_URL: wac.baseUrl,
+      KITTER_API_TOKENS: TOKEN,
+      KITTER_SECRET_KEY: 'bench-secret-key-0123456789',
+    },
+    apiAnswers(`http://127.0.0.1:${port}`),
+  );
+
+  const started = process.hrtime.bigint();
+  const response = await fetch(`http://127.0.0.1:${port}/imports`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'text/csv' },
+    body: Readable.toWeb(createReadStream(file)) as ReadableStream,
+    duplex: 'half',
+  } as RequestInit);
+  const body = (await response.json()) as { import: { valid: number } };
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  if (response.status !== 202 || body.import.valid !== ROWS) {
+    throw new Error(`the import failed: ${response.status} ${JSON.stringify(body)}`);
+  }
+
+  const rss = await peakRssMb(api.child.pid!);
+  await api.stop();
+  return { rate: Math.round(ROWS / seconds), rss };
+}

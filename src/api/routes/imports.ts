@@ -1,0 +1,207 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+
+import Router from '@koa/router';
+import { stringify } from 'csv-stringify';
+import Joi from 'joi';
+import { koaBody } from 'koa-body';
+
+import { ApiError, errors } from '../../errors.js';
+import { COLUMNS, SECRET_COLUMNS } from '../../imports/columns.js';
+import { ingest } from '../../imports/ingest.js';
+import { JOB_TYPES } from '../../jobs/queues.js';
+import type { ImportCancelData } from '../../jobs/types.js';
+import type { ApiDeps } from '../deps.js';
+import type { ApiContext, ApiState } from '../middleware.js';
+import { validate } from '../validate.js';
+import { submitWrite } from '../writes.js';
+
+export const importQuery = Joi.object({ dry_run: Joi.boolean().default(false) });
+
+export const importIdPath = Joi.object({
+  id: Joi.string()
+    .pattern(/^[A-Za-z0-9_-]{1,64}$/)
+    .required()
+    .messages({ 'string.pattern.base': '{{#label}} is not an import id' }),
+});
+
+const CSV_TYPES = ['text/csv', 'application/csv', 'text/plain'];
+
+/** Columns of the error report: the row, the file's columns without secrets, the reason. */
+const REPORT_COLUMNS = [
+  'row',
+  ...COLUMNS.filter((column) => !SECRET_COLUMNS.has(column)),
+  'reason',
+];
+
+/**
+ * Bulk imports. The upload is written to a temporary file (never held in memory), read once to
+ * check it is CSV with a known header, then again to validate and queue its rows; the
+ * temporary file is removed when the request ends.
+ */
+export function importRoutes(deps: ApiDeps): Router<ApiState> {
+  const router = new Router<ApiState>();
+  const maxBytes = deps.config.importMaxBytes;
+  const multipart = koaBody({
+    multipart: true,
+    json: false,
+    urlencoded: false,
+    text: false,
+    formidable: { maxFileSize: maxBytes, maxFiles: 1, allowEmptyFiles: true, minFileSize: 0 },
+    onError: (err) => {
+      if (/maxFileSize|exceeded/i.test(err.message)) throw tooLarge(maxBytes);
+      throw errors.validation(`the multipart body could not be read: ${err.message}`);
+    },
+  });
+
+  router.post('/imports', async (ctx) => {
+    const query = validate<{ dry_run: boolean }>(importQuery, ctx.query, 'the query');
+    const key = ctx.get('Idempotency-Key');
+    const id = key ? idOfKey(key) : randomUUID();
+
+    const earlier = key ? await deps.imports.get(id) : undefined;
+    if (earlier && earlier.state !== 'validating') {
+      ctx.req.resume();
+      ctx.set('Idempotent-Replayed', 'true');
+      return answerAccepted(ctx, earlier);
+    }
+
+    const upload = await receive(ctx, multipart, maxBytes);
+    try {
+      await ingest(
+        {
+          store: deps.imports,
+          gateway: deps.gateway,
+          domains: deps.domains,
+          secrets: deps.secrets,
+        },
+        () => createReadStream(upload.path),
+        { id, dryRun: query.dry_run, filename: upload.filename, requestId: ctx.state.requestId },
+      );
+    } finally {
+      await upload.remove();
+    }
+    answerAccepted(ctx, (await deps.imports.get(id))!);
+  });
+
+  router.get('/imports', async (ctx) => {
+    ctx.body = { imports: await deps.imports.list() };
+  });
+
+  router.get('/imports/:id', async (ctx) => {
+    ctx.body = { import: await existingImport(deps, ctx.params) };
+  });
+
+  router.get('/imports/:id/errors.csv', async (ctx) => {
+    const found = await existingImport(deps, ctx.params);
+    const report = stringify({ header: true, columns: REPORT_COLUMNS, bom: true });
+    (async () => {
+      for await (const error of deps.imports.errorRows(found.id)) {
+        const row: Record<string, unknown> = {
+          ...error.cells,
+          row: error.row,
+          reason: error.reason,
+        };
+        if (!report.write(row)) await new Promise((resolve) => report.once('drain', resolve));
+      }
+      report.end();
+    })().catch((err) => report.destroy(err));
+
+    ctx.type = 'text/csv; charset=utf-8';
+    ctx.attachment(`import-${found.id}-errors.csv`);
+    ctx.body = report;
+  });
+
+  router.delete('/imports/:id', async (ctx) => {
+    const found = await existingImport(deps, ctx.params);
+    const data: ImportCancelData = { v: 1, importId: found.id, requestId: ctx.state.requestId };
+    await submitWrite(ctx, deps, JOB_TYPES.importCancel, data, {
+      orderKey: `import:${found.id}`,
+      status: 200,
+    });
+  });
+
+  return router;
+}
+
+function answerAccepted(ctx: ApiContext, view: unknown & { id: string }): void {
+  ctx.status = 202;
+  ctx.set('Location', `/imports/${view.id}`);
+  ctx.body = { import: view };
+}
+
+async function existingImport(deps: ApiDeps, params: unknown) {
+  const { id } = validate<{ id: string }>(importIdPath, params, 'the path');
+  const found = await deps.imports.get(id);
+  if (!found) throw errors.notFound(`import ${id}`);
+  return found;
+}
+
+/** The same Idempotency-Key names the same import: sent again, a cut-off upload goes on. */
+function idOfKey(key: string): string {
+  if (!/^[\x21-\x7e]{1,255}$/.test(key)) {
+    throw errors.validation('Idempotency-Key must be 1–255 visible ASCII characters');
+  }
+  return `k${createHash('sha256').update(key).digest('hex').slice(0, 31)}`;
+}
+
+interface Upload {
+  path: string;
+  filename?: string;
+  remove(): Promise<void>;
+}
+
+/** The uploaded file on disk: a CSV body as it streams in, or the multipart field `file`. */
+async function receive(
+  ctx: ApiContext,
+  multipart: ReturnType<typeof koaBody>,
+  maxBytes: number,
+): Promise<Upload> {
+  if (ctx.is('multipart/form-data')) {
+    await multipart(ctx as never, async () => undefined);
+    const file = ctx.request.files?.file;
+    if (!file || Array.isArray(file)) {
+      throw errors.validation('the multipart body needs exactly one field "file" with the CSV');
+    }
+    return {
+      path: file.filepath,
+      filename: file.originalFilename ?? undefined,
+      remove: () => rm(file.filepath, { force: true }),
+    };
+  }
+
+  if (!ctx.is(...CSV_TYPES)) {
+    throw errors.unsupportedMediaType('text/csv, or multipart/form-data with a field "file"');
+  }
+
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'kitter-import-'));
+  const file = path.join(dir, 'upload.csv');
+  const remove = () => rm(dir, { recursive: true, force: true });
+  try {
+    await pipeline(ctx.req as Readable, limitBytes(maxBytes), createWriteStream(file));
+  } catch (err) {
+    await remove();
+    throw err instanceof ApiError ? err : errors.validation('the upload was cut off');
+  }
+  return { path: file, remove };
+}
+
+function limitBytes(maxBytes: number): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      seen += chunk.length;
+      if (seen > maxBytes) done(tooLarge(maxBytes));
+      else done(null, chunk);
+    },
+  });
+}
+
+function tooLarge(maxBytes: number): ApiError {
+  return errors.payloadTooLarge(`${Math.round(maxBytes / 1024 / 1024)} MB`);
+}

@@ -1,0 +1,139 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { parseArgs } from 'node:util';
+
+import type { ImportView } from './store.js';
+
+export const IMPORT_USAGE =
+  'usage: kitter import FILE [--url URL] [--token TOKEN] [--dry-run] [--wait]';
+
+const POLL_MS = 500;
+
+/**
+ * `kitter import FILE`: uploads a CSV file to a running kitter, follows the import with a
+ * progress bar (with `--wait`), prints the summary, and writes `FILE.errors.csv` when rows were
+ * refused or failed. Exit status: 0 when every row is fine, 1 when any row was refused or
+ * failed, 2 when the import could not be made at all.
+ */
+export async function runImport(argv: string[], env = process.env): Promise<number> {
+  let args;
+  try {
+    args = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        url: { type: 'string' },
+        token: { type: 'string' },
+        'dry-run': { type: 'boolean', default: false },
+        wait: { type: 'boolean', default: false },
+      },
+    });
+  } catch (err) {
+    console.error(`kitter import: ${(err as Error).message}\n${IMPORT_USAGE}`);
+    return 2;
+  }
+
+  const [file] = args.positionals;
+  const url = (args.values.url ?? env.KITTER_URL ?? 'http://127.0.0.1:3000').replace(/\/+$/, '');
+  const token = args.values.token ?? env.KITTER_TOKEN ?? env.KITTER_API_TOKENS?.split(',')[0];
+  if (!file || args.positionals.length > 1) {
+    console.error(IMPORT_USAGE);
+    return 2;
+  }
+  if (!token) {
+    console.error('kitter import: no token: give --token, or set KITTER_TOKEN');
+    return 2;
+  }
+
+  try {
+    return await upload(file, url, token, args.values['dry-run'], args.values.wait);
+  } catch (err) {
+    console.error(`kitter import: ${(err as Error).message}`);
+    return 2;
+  }
+}
+
+async function upload(file: string, url: string, token: string, dryRun: boolean, wait: boolean) {
+  const size = (await stat(file)).size;
+  const headers = { authorization: `Bearer ${token}` };
+  const query = dryRun ? '?dry_run=true' : '';
+
+  console.error(`uploading ${path.basename(file)} (${formatBytes(size)}) to ${url}`);
+  const response = await fetch(`${url}/imports${query}`, {
+    method: 'POST',
+    headers: { ...headers, 'content-type': 'text/csv' },
+    body: Readable.toWeb(createReadStream(file)) as ReadableStream,
+    duplex: 'half',
+  } as RequestInit);
+  const body = (await response.json().catch(() => ({}))) as {
+    import?: ImportView;
+    error?: string;
+  };
+  if (response.status !== 202 || !body.import) {
+    throw new Error(`the import was refused (${response.status}): ${body.error ?? 'no reason'}`);
+  }
+
+  let view = body.import;
+  console.error(`import ${view.id}: ${view.valid} valid and ${view.invalid} invalid rows`);
+  if (wait) view = await follow(url, headers, view);
+
+  printSummary(view);
+  if (view.invalid + view.failed > 0) {
+    const target = `${file}.errors.csv`;
+    const report = await fetch(`${url}/imports/${view.id}/errors.csv`, { headers });
+    if (!report.ok || !report.body) throw new Error(`errors.csv: HTTP ${report.status}`);
+    await pipeline(Readable.fromWeb(report.body as never), createWriteStream(target));
+    console.log(`the refused and failed rows, with reasons: ${target}`);
+  }
+  return view.invalid + view.failed > 0 ? 1 : 0;
+}
+
+/** Polls the import until no row is pending, drawing a progress bar on a terminal. */
+async function follow(url: string, headers: Record<string, string>, first: ImportView) {
+  let view = first;
+  const tty = process.stderr.isTTY;
+  let lastLine = 0;
+
+  while (view.state === 'running' || view.state === 'validating') {
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    const answer = await fetch(`${url}/imports/${view.id}`, { headers });
+    if (!answer.ok) throw new Error(`reading the import: HTTP ${answer.status}`);
+    view = ((await answer.json()) as { import: ImportView }).import;
+
+    const line = progressLine(view);
+    if (tty) process.stderr.write(`\r${line}`);
+    else if (Date.now() - lastLine > 5_000) {
+      process.stderr.write(`${line}\n`);
+      lastLine = Date.now();
+    }
+  }
+  if (tty) process.stderr.write('\n');
+  return view;
+}
+
+export function progressLine(view: ImportView, width = 30): string {
+  const done = view.succeeded + view.failed + view.cancelled;
+  const share = view.valid > 0 ? done / view.valid : 1;
+  const filled = Math.round(share * width);
+  const bar = `${'#'.repeat(filled)}${'.'.repeat(width - filled)}`;
+  return `[${bar}] ${Math.floor(share * 100)}% ${done}/${view.valid} (${view.failed} failed)`;
+}
+
+function printSummary(view: ImportView): void {
+  console.log(
+    [
+      `import ${view.id}: ${view.state}${view.dry_run ? ' (dry run: nothing was queued)' : ''}`,
+      `  rows: ${view.total}, valid ${view.valid}, invalid ${view.invalid}`,
+      `  succeeded ${view.succeeded}, failed ${view.failed}, cancelled ${view.cancelled}, ` +
+        `pending ${view.pending}`,
+    ].join('\n'),
+  );
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes < 1024 * 1024) return `${Math.ceil(bytes / 1024)} kB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}

@@ -1,0 +1,117 @@
+import { Readable } from 'node:stream';
+
+import { parse } from 'csv-parse';
+
+import { errors } from '../errors.js';
+
+const DELIMITERS = [',', ';', '\t'] as const;
+export type Delimiter = (typeof DELIMITERS)[number];
+
+/** The header must end within this many bytes; longer is not a header people write. */
+const HEADER_LIMIT = 64 * 1024;
+
+/** A parsed line of the file: its row number as a spreadsheet shows it (the header is 1). */
+export interface CsvRecord {
+  row: number;
+  cells: string[];
+}
+
+export interface CsvFile {
+  header: string[];
+  delimiter: Delimiter;
+  records: AsyncIterable<CsvRecord>;
+}
+
+/**
+ * Reads a CSV file as people export it from spreadsheets, as a stream: a UTF-8 byte order mark,
+ * `,` `;` or tab as delimiter (found in the header line), CRLF or LF, quoted fields holding
+ * delimiters, quotes or line breaks, blank lines. Never holds more than a chunk of the file.
+ */
+export async function readCsv(input: Readable): Promise<CsvFile> {
+  const { head, rest } = await readHeaderBytes(input);
+  const delimiter = detectDelimiter(head);
+
+  const parser = parse({
+    bom: true,
+    delimiter,
+    relax_column_count: true,
+    skip_empty_lines: true,
+    relax_quotes: false,
+  });
+  const source = Readable.from(joinStreams(head, rest));
+  source.on('error', (err) => parser.destroy(err));
+  source.pipe(parser);
+
+  const iterator = parser[Symbol.asyncIterator]() as AsyncIterator<string[]>;
+  const first = await next(iterator);
+  if (!first) throw errors.validation('the file is empty: it needs a header line');
+
+  return { header: first, delimiter, records: records(iterator) };
+}
+
+async function* records(iterator: AsyncIterator<string[]>): AsyncGenerator<CsvRecord> {
+  let row = 1;
+  for (;;) {
+    const cells = await next(iterator);
+    if (!cells) return;
+    row++;
+    // A line of delimiters only (";;;") is as blank as an empty one.
+    if (cells.every((cell) => cell.trim() === '')) continue;
+    yield { row, cells };
+  }
+}
+
+async function next(iterator: AsyncIterator<string[]>): Promise<string[] | undefined> {
+  try {
+    const { value, done } = await iterator.next();
+    return done ? undefined : value;
+  } catch (err) {
+    const message = (err as Error).message;
+    throw errors.validation(`the file is not valid CSV: ${message.slice(0, 200)}`);
+  }
+}
+
+/** Reads until the end of the first line (or of the file), and hands back the rest. */
+async function readHeaderBytes(input: Readable) {
+  const iterator = input[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const chunks: Buffer[] = [];
+  let size = 0;
+
+  for (;;) {
+    const { value, done } = await iterator.next();
+    if (done) break;
+    const chunk = Buffer.isBuffer(value) ? value : Buffer.from(value);
+    chunks.push(chunk);
+    size += chunk.length;
+    if (chunk.includes(0x0a) || size > HEADER_LIMIT) break;
+  }
+  return { head: Buffer.concat(chunks), rest: iterator };
+}
+
+async function* joinStreams(head: Buffer, rest: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
+  yield head;
+  for (;;) {
+    const { value, done } = await rest.next();
+    if (done) return;
+    yield value;
+  }
+}
+
+/** The delimiter the header line uses most, outside quotes; a comma when there is none. */
+export function detectDelimiter(head: Buffer): Delimiter {
+  const text = head.toString('utf8');
+  const end = text.search(/\r?\n/);
+  const line = end === -1 ? text : text.slice(0, end);
+
+  const counts = new Map<Delimiter, number>(DELIMITERS.map((d) => [d, 0]));
+  let quoted = false;
+  for (const char of line) {
+    if (char === '"') quoted = !quoted;
+    else if (!quoted && counts.has(char as Delimiter)) {
+      counts.set(char as Delimiter, counts.get(char as Delimiter)! + 1);
+    }
+  }
+  let best: Delimiter = ',';
+  for (const [delimiter, count] of counts) if (count > counts.get(best)!) best = delimiter;
+  return best;
+}

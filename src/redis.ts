@@ -1,0 +1,120 @@
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+
+import type { RedisSettings } from './config.js';
+
+/** A connection to the configured Redis, whichever its topology. */
+export type RedisClient = Redis | Cluster;
+
+/**
+ * What a connection is for, which decides how it behaves while Redis is away:
+ * - `producer`: the API's. Commands fail at once instead of waiting in ioredis' offline queue,
+ *   so a request is answered 503 rather than left hanging. Lazy: the caller awaits `connect()`.
+ * - `blocking`: workers and QueueEvents (BullMQ requires `maxRetriesPerRequest: null`). Commands
+ *   wait for the connection to come back, however long that takes. Not lazy: BullMQ's copies of
+ *   a lazy connection did not take jobs again after Redis restarted.
+ * - `probe`: the start-up check. No retries at all: one answer, good or bad. Lazy.
+ */
+export type RedisRole = 'producer' | 'blocking' | 'probe';
+
+const ROLE_OPTIONS: Record<RedisRole, RedisOptions> = {
+  producer: { enableOfflineQueue: false, lazyConnect: true },
+  blocking: { maxRetriesPerRequest: null },
+  probe: {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    connectTimeout: 3_000,
+  },
+};
+
+export function createRedis(settings: RedisSettings, role: RedisRole): RedisClient {
+  const options: RedisOptions = { ...ROLE_OPTIONS[role] };
+  if (role === 'probe') options.sentinelRetryStrategy = () => null;
+
+  switch (settings.kind) {
+    case 'single':
+      // A password written in the URL wins; ioredis would let the option override it.
+      return new Redis(settings.url, {
+        ...options,
+        ...(new URL(settings.url).password ? {} : { password: settings.password }),
+        reconnectOnError: reconnectOnReadOnly,
+      });
+
+    case 'sentinel':
+      return new Redis({
+        ...options,
+        sentinels: settings.sentinels,
+        name: settings.name,
+        password: settings.password,
+        // Leaves the old primary as soon as a Sentinel announces the new one, instead of writing
+        // to it until it is demoted: whatever it takes in between is lost with the demotion.
+        failoverDetector: true,
+        reconnectOnError: reconnectOnReadOnly,
+      });
+
+    case 'cluster': {
+      const { enableOfflineQueue, lazyConnect, ...perNode } = options;
+      const clusterOptions: ClusterOptions = {
+        enableOfflineQueue,
+        lazyConnect,
+        redisOptions: { ...perNode, password: settings.password },
+      };
+      if (role === 'probe') clusterOptions.clusterRetryStrategy = () => null;
+      return new Cluster(settings.nodes, clusterOptions);
+    }
+  }
+}
+
+/**
+ * A primary turned replica (a failover behind a single address, or a Sentinel's demotion)
+ * answers writes with READONLY: reconnect, which finds the new primary, and send the command
+ * again.
+ */
+function reconnectOnReadOnly(err: Error): 2 | false {
+  return err.message.startsWith('READONLY') ? 2 : false;
+}
+
+/**
+ * How many replicas must hold a new job before the API accepts it (the gateway checks ROLE, then
+ * WAITs). With Sentinel, a failover promotes a replica while the old primary still takes writes,
+ * for seconds, and those writes are gone once it is demoted: a job accepted then would be lost.
+ * One is exact with one replica; with more, the one that answered may not be the one promoted,
+ * and waiting for all would stop writes whenever one replica is down. A single server has no
+ * replica to wait for; a Cluster's WAIT would reach a random node, not the one that took the job.
+ */
+export function replicasToConfirm(settings: RedisSettings): number {
+  return settings.kind === 'sentinel' ? 1 : 0;
+}
+
+/** Where Redis is, for messages: no password. */
+export function describeRedis(settings: RedisSettings): string {
+  const list = (nodes: Array<{ host: string; port: number }>) =>
+    nodes.map(({ host, port }) => `${host}:${port}`).join(',');
+
+  switch (settings.kind) {
+    case 'single':
+      return settings.url.replace(/\/\/([^@/]*)@/, '//***@');
+    case 'sentinel':
+      return `primary ${settings.name} of Sentinels ${list(settings.sentinels)}`;
+    case 'cluster':
+      return `Cluster ${list(settings.nodes)}`;
+  }
+}
+
+/** Answers why Redis cannot be used, or undefined when it answers PING. */
+export async function probeRedis(settings: RedisSettings): Promise<string | undefined> {
+  const redis = createRedis(settings, 'probe');
+  // connect() only says "Connection is closed"; the error event says why.
+  let cause: Error | undefined;
+  redis.on('error', (err: Error) => (cause ??= err));
+  try {
+    await redis.connect();
+    await redis.ping();
+    return undefined;
+  } catch (err) {
+    return (cause ?? (err as Error)).message;
+  } finally {
+    redis.disconnect();
+  }
+}

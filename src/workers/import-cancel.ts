@@ -1,0 +1,61 @@
+import type { Job } from 'bullmq';
+
+import { errors } from '../errors.js';
+import { hasFields, type ImportCancelData } from '../jobs/types.js';
+import { mapLimited } from '../limit.js';
+import type { ImportView } from '../imports/store.js';
+import type { WorkerDeps } from './deps.js';
+import { failAttempt } from './failures.js';
+
+/** Row jobs looked at, and removed, at once. */
+const IN_FLIGHT = 50;
+
+/**
+ * Cancels an import: rows not started are removed from the queue and counted as cancelled;
+ * rows running go on and count as they end; rows done stay done. Safe to run twice: a row
+ * already removed is simply not found again.
+ */
+export async function cancelImport(
+  job: Job<ImportCancelData>,
+  deps: WorkerDeps,
+): Promise<{ import: ImportView }> {
+  if (!hasFields(job.data, { importId: 'string' }) || !deps.queues?.provisioning) {
+    throw await failAttempt(job, errors.validation('the job data is not an import.cancel job'));
+  }
+
+  const { importId } = job.data;
+  const provisioning = deps.queues.provisioning;
+  try {
+    const before = await deps.imports.get(importId);
+    if (!before) throw errors.notFound(`import ${importId}`);
+    if (before.state === 'finished') {
+      throw errors.conflict(`import ${importId} has finished; there is nothing left to cancel`);
+    }
+    await deps.imports.cancel(importId);
+
+    const last = await deps.imports.lastRow(importId);
+    const rows = Array.from({ length: Math.max(0, last - 1) }, (_, i) => i + 2);
+    await mapLimited(rows, IN_FLIGHT, async (row) => {
+      const removed = await removeIfWaiting(provisioning, `imp-${importId}-r${row}`);
+      if (removed) await deps.imports.recordOutcome(importId, row, 'cancelled');
+    });
+
+    return { import: (await deps.imports.get(importId))! };
+  } catch (err) {
+    throw await failAttempt(job, err);
+  }
+}
+
+/** Removes a job that has not started; a running job is locked and stays. */
+async function removeIfWaiting(
+  queue: NonNullable<WorkerDeps['queues']>['provisioning'] & object,
+  jobId: string,
+): Promise<boolean> {
+  const state = await queue.getJobState(jobId);
+  if (!['waiting', 'prioritized', 'delayed', 'waiting-children'].includes(state)) return false;
+  try {
+    return (await queue.remove(jobId)) === 1;
+  } catch {
+    return false;
+  }
+}

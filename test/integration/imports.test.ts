@@ -1,0 +1,394 @@
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { expect } from 'chai';
+import { parse as parseCsv } from 'csv-parse/sync';
+import { stringify as stringifyCsv } from 'csv-stringify/sync';
+
+import { startStack, type Stack } from '../support/stack.js';
+
+const fixture = (name: string) =>
+  readFileSync(new URL(`../fixtures/imports/${name}`, import.meta.url), 'utf8');
+
+const CSV = { 'content-type': 'text/csv' };
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+async function importFile(stack: Stack, csv: string, query = '', headers = {}) {
+  return stack.call('POST', `/imports${query}`, csv, { ...CSV, ...headers });
+}
+
+/** Polls an import until no row is pending; fails the test when that takes too long. */
+async function settled(stack: Stack, id: string, timeoutMs = 60_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const view = (await stack.call('GET', `/imports/${id}`)).body.import;
+    if (view.state !== 'validating' && view.pending === 0) return view;
+    if (Date.now() > deadline)
+      throw new Error(`import ${id} still pending: ${JSON.stringify(view)}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+const usernames = (stack: Stack) =>
+  stack.keycloak
+    .users()
+    .map((user) => user.username)
+    .sort();
+
+describe('bulk CSV imports', function () {
+  this.timeout(120_000);
+  let stack: Stack;
+
+  beforeEach(async () => {
+    stack = await startStack();
+    stack.wac.seedDomain({ domain: 'example.com' });
+  });
+
+  afterEach(async () => {
+    await stack.close();
+  });
+
+  describe('the files spreadsheets make', () => {
+    const cases: Array<[string, string, string[]]> = [
+      [
+        'a byte order mark, semicolons, CRLF and headers in other cases',
+        'bom-semicolon-crlf.csv',
+        ['alice', 'bob'],
+      ],
+      [
+        'tabs as delimiter, and capabilities separated by |',
+        'tab-delimited.csv',
+        ['carol', 'dave'],
+      ],
+      [
+        'quoted fields holding delimiters, quotes and line breaks',
+        'quoted-fields.csv',
+        ['eve', 'frank'],
+      ],
+      [
+        'blank lines and trailing delimiters',
+        'blank-lines-trailing-delimiters.csv',
+        ['gina', 'hank'],
+      ],
+    ];
+
+    for (const [what, file, expected] of cases) {
+      it(`imports a file with ${what}`, async () => {
+        const answer = await importFile(stack, fixture(file));
+
+        expect(answer.status, JSON.stringify(answer.body)).to.equal(202);
+        expect(answer.headers.get('location')).to.equal(`/imports/${answer.body.import.id}`);
+        const view = await settled(stack, answer.body.import.id);
+        expect(view).to.include({
+          state: 'finished',
+          total: 2,
+          valid: 2,
+          invalid: 0,
+          succeeded: 2,
+        });
+        expect(usernames(stack)).to.deep.equal(expected);
+        expect(
+          stack.wac
+            .users()
+            .map((user) => user.username)
+            .sort(),
+        ).to.deep.equal(expected);
+      });
+    }
+
+    it('keeps quoted values whole', async () => {
+      const answer = await importFile(stack, fixture('quoted-fields.csv'));
+      await settled(stack, answer.body.import.id);
+
+      const eve = stack.keycloak.users().find((user) => user.username === 'eve')!;
+      const credentials = stack.wac.sipMappings().map((mapping) => mapping.credential);
+      expect(eve.firstName).to.equal('Doe, Eve');
+      expect(credentials.map((credential) => credential.password).sort()).to.deep.equal([
+        'multi\nline',
+        'pa,ss"word',
+      ]);
+      expect(credentials.map((credential) => credential.authProxy)).to.include(
+        'sip:proxy.example.com;transport=tcp',
+      );
+    });
+
+    it('reports a name Keycloak would refuse as an invalid row, not a failed job', async () => {
+      const csv = 'username,first_name,domain\nzoe,"The ""Boss""",example.com\n';
+
+      const answer = await importFile(stack, csv, '?dry_run=true');
+
+      expect(answer.body.import).to.include({ valid: 0, invalid: 1 });
+      expect(answer.body.import.first_errors[0].reason).to.match(/^first_name: may not hold/);
+    });
+  });
+
+  describe('refused files', () => {
+    const refusals: Array<[string, string, RegExp]> = [
+      ['a column no one knows, naming it', 'unknown-column.csv', /unknown column "nickname"/],
+      ['a file without a domain column', 'missing-domain.csv', /no "domain" column/],
+      ['a file that is not CSV (an unclosed quote)', 'unclosed-quote.csv', /not valid CSV/],
+    ];
+
+    for (const [what, file, message] of refusals) {
+      it(`refuses ${what} with 400, queuing nothing`, async () => {
+        const answer = await importFile(stack, fixture(file));
+
+        expect(answer.status).to.equal(400);
+        expect(answer.body.error).to.match(message);
+        expect((await stack.call('GET', '/imports')).body.imports).to.deep.equal([]);
+        expect(stack.keycloak.users()).to.deep.equal([]);
+      });
+    }
+
+    it('refuses an empty file and a body that is not CSV', async () => {
+      const empty = await importFile(stack, '');
+      const json = await stack.call('POST', '/imports', { users: [] });
+
+      expect(empty.status).to.equal(400);
+      expect(json.status).to.equal(415);
+    });
+  });
+
+  describe('rows', () => {
+    it('reports invalid rows with their reasons and queues the valid ones', async () => {
+      const answer = await importFile(stack, fixture('mixed-valid-invalid.csv'));
+      const view = await settled(stack, answer.body.import.id);
+
+      expect(view).to.include({ total: 6, valid: 2, invalid: 4, succeeded: 2, failed: 0 });
+      expect(view.first_errors).to.deep.equal([
+        { row: 3, reason: 'username "ivan" is on row 2 already' },
+        { row: 4, reason: 'username: length must be at least 3 characters long' },
+        { row: 5, reason: 'email: must be a valid email' },
+        { row: 6, reason: 'domain "nowhere.org" does not exist' },
+      ]);
+      expect(usernames(stack)).to.deep.equal(['ivan', 'leo']);
+      expect(stack.keycloak.checkPassword(stack.keycloak.users()[0].id, 'Secret-Pass-1')).to.equal(
+        true,
+      );
+      expect(stack.wac.sipMappings()[0].credential.password).to.equal('Sip-Secret-1');
+    });
+
+    it('writes rejected and failed rows to errors.csv, without passwords', async () => {
+      stack.wac.faults.set({ error_rate: 1, error_status: 400, paths: '^POST /sapi/users' });
+      const answer = await importFile(stack, fixture('mixed-valid-invalid.csv'));
+      const view = await settled(stack, answer.body.import.id);
+      stack.wac.faults.reset();
+
+      const report = await stack.call('GET', `/imports/${view.id}/errors.csv`);
+
+      expect(view).to.include({ valid: 2, invalid: 4, succeeded: 0, failed: 2 });
+      expect(report.status).to.equal(200);
+      expect(report.headers.get('content-type')).to.match(/^text\/csv/);
+      const lines = (report.body as string)
+        .replace(/^\uFEFF/, '')
+        .trim()
+        .split('\n');
+      expect(lines[0]).to.match(/^row,username,email,.*,reason$/);
+      expect(lines).to.have.length(7);
+      expect(report.body).not.to.include('Secret-Pass');
+      expect(report.body).not.to.include('Sip-Secret');
+      expect(lines[1]).to.match(/^2,ivan,ivan@example.com,.*wac-core rejected create user/);
+      expect(stack.keycloak.users()).to.deep.equal([]);
+    });
+
+    it('takes the fixed error report back as an import, and every row then succeeds', async () => {
+      const first = await importFile(stack, fixture('mixed-valid-invalid.csv'));
+      await settled(stack, first.body.import.id);
+      const report = (await stack.call('GET', `/imports/${first.body.import.id}/errors.csv`)).body;
+
+      // What an operator does: fix each row, drop the row and reason columns, send it back.
+      const rows = parseCsv(report as string, { bom: true, columns: true }) as Array<
+        Record<string, string>
+      >;
+      const fixes: Record<string, Record<string, string>> = {
+        '3': { username: 'ivan2' },
+        '4': { username: 'jay' },
+        '5': { email: 'judy@example.com' },
+        '6': { domain: 'example.com' },
+      };
+      const fixed = rows.map(({ row, reason: _reason, ...cells }) => ({ ...cells, ...fixes[row] }));
+      const again = await importFile(stack, stringifyCsv(fixed, { header: true }));
+      const view = await settled(stack, again.body.import.id);
+
+      expect(rows.map((row) => row.row)).to.deep.equal(['3', '4', '5', '6']);
+      expect(view, JSON.stringify(view)).to.include({ valid: 4, invalid: 0, succeeded: 4 });
+      expect(usernames(stack)).to.deep.equal(['ivan', 'ivan2', 'jay', 'judy', 'kim', 'leo']);
+    });
+
+    it('validates the whole file and creates nothing on a dry run', async () => {
+      const answer = await importFile(stack, fixture('mixed-valid-invalid.csv'), '?dry_run=true');
+
+      expect(answer.status).to.equal(202);
+      expect(answer.body.import).to.include({
+        dry_run: true,
+        state: 'finished',
+        total: 6,
+        valid: 2,
+        invalid: 4,
+        pending: 0,
+      });
+      expect(stack.keycloak.users()).to.deep.equal([]);
+      expect(stack.wac.users()).to.deep.equal([]);
+    });
+
+    it('takes the file as the multipart field "file"', async () => {
+      const form = new FormData();
+      form.set('file', new Blob([fixture('tab-delimited.csv')], { type: 'text/csv' }), 'users.csv');
+      const response = await fetch(`${stack.service.url}/imports`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${stack.env.KITTER_API_TOKENS}` },
+        body: form,
+      });
+      const body = await response.json();
+
+      expect(response.status).to.equal(202);
+      expect(body.import.filename).to.equal('users.csv');
+      await settled(stack, body.import.id);
+      expect(usernames(stack)).to.deep.equal(['carol', 'dave']);
+    });
+  });
+
+  describe('large imports', () => {
+    const file = (count: number, prefix = 'user') =>
+      ['username,email,domain,password']
+        .concat(
+          Array.from(
+            { length: count },
+            (_, i) => `${prefix}${i},${prefix}${i}@example.com,example.com,Pass-${i}-word`,
+          ),
+        )
+        .join('\n');
+
+    it('imports 10 000 rows end to end, every one in both systems', async function () {
+      this.timeout(300_000);
+      await stack.close();
+      stack = await startStack({ KITTER_WORKER_CONCURRENCY: '50', LOG_LEVEL: 'warn' });
+      stack.wac.seedDomain({ domain: 'example.com' });
+
+      const answer = await importFile(stack, file(10_000));
+      const view = await settled(stack, answer.body.import.id, 280_000);
+
+      expect(view).to.include({
+        state: 'finished',
+        total: 10_000,
+        valid: 10_000,
+        succeeded: 10_000,
+        failed: 0,
+        pending: 0,
+      });
+      expect(stack.keycloak.users()).to.have.length(10_000);
+      expect(stack.wac.users()).to.have.length(10_000);
+    });
+
+    it('cancels: rows not started are dropped, rows done stay done', async () => {
+      stack.keycloak.faults.set({ latency_ms: 20, paths: '^POST /admin' });
+      const answer = await importFile(stack, file(500));
+
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const cancelled = await stack.call('DELETE', `/imports/${answer.body.import.id}`);
+      const view = await settled(stack, answer.body.import.id);
+
+      expect(cancelled.status).to.equal(200);
+      expect(view.state).to.equal('cancelled');
+      expect(view.cancelled).to.be.greaterThan(0);
+      expect(view.succeeded).to.be.greaterThan(0);
+      expect(view.succeeded + view.failed + view.cancelled).to.equal(500);
+      expect(stack.keycloak.users()).to.have.length(view.succeeded);
+      const again = await stack.call('DELETE', `/imports/${answer.body.import.id}`);
+      expect(again.status).to.equal(200);
+      expect(again.body.import).to.deep.include({ state: 'cancelled', cancelled: view.cancelled });
+    });
+
+    it('answers 409 to a cancel of an import that has finished', async () => {
+      const answer = await importFile(stack, file(3));
+      await settled(stack, answer.body.import.id);
+
+      const cancel = await stack.call('DELETE', `/imports/${answer.body.import.id}`);
+
+      expect(cancel.status).to.equal(409);
+      expect(cancel.body.error).to.include('has finished');
+    });
+
+    it('lets a single POST /users through while an import is queued', async () => {
+      stack.keycloak.faults.set({ latency_ms: 20, paths: '^POST /admin' });
+      const answer = await importFile(stack, file(1000));
+
+      const single = await stack.call('POST', '/users', {
+        user: { username: 'urgent', attributes: { domain: 'example.com' } },
+      });
+      const during = (await stack.call('GET', `/imports/${answer.body.import.id}`)).body.import;
+
+      expect(single.status).to.equal(201);
+      expect(during.pending).to.be.greaterThan(500);
+      await stack.call('DELETE', `/imports/${answer.body.import.id}`);
+    });
+
+    it('queues no row twice when the same file is sent again under the same key', async () => {
+      const headers = { 'idempotency-key': 'customer-42-batch-1' };
+
+      const first = await importFile(stack, file(50), '', headers);
+      const again = await importFile(stack, file(50), '', headers);
+      const view = await settled(stack, first.body.import.id);
+
+      expect(again.body.import.id).to.equal(first.body.import.id);
+      expect(view).to.include({ valid: 50, succeeded: 50 });
+      expect(stack.keycloak.users()).to.have.length(50);
+    });
+  });
+
+  describe('kitter import', () => {
+    const run = (args: string[]) =>
+      new Promise<{ code: number | null; out: string }>((resolve) => {
+        const child = spawn(
+          process.execPath,
+          ['--import', 'tsx', 'src/main.ts', 'import', ...args],
+          {
+            cwd: ROOT,
+            env: { PATH: process.env.PATH ?? '' },
+          },
+        );
+        let out = '';
+        child.stdout.on('data', (chunk) => (out += chunk));
+        child.stderr.on('data', (chunk) => (out += chunk));
+        child.on('exit', (code) => resolve({ code, out }));
+      });
+
+    it('uploads, waits, sums up, writes FILE.errors.csv, and exits 1 for bad rows', async () => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'kitter-cli-'));
+      const file = path.join(dir, 'customers.csv');
+      await writeFile(file, fixture('mixed-valid-invalid.csv'));
+      const token = stack.env.KITTER_API_TOKENS;
+
+      const result = await run([file, '--url', stack.service.url!, '--token', token, '--wait']);
+
+      expect(result.code, result.out).to.equal(1);
+      expect(result.out).to.match(/rows: 6, valid 2, invalid 4/);
+      expect(result.out).to.match(/succeeded 2, failed 0, cancelled 0, pending 0/);
+      const report = await readFile(`${file}.errors.csv`, 'utf8');
+      expect(report.trim().split('\n')).to.have.length(5);
+      expect(usernames(stack)).to.deep.equal(['ivan', 'leo']);
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    it('exits 0 when every row succeeds, and 2 for a file the API refuses', async () => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'kitter-cli-'));
+      const good = path.join(dir, 'good.csv');
+      const bad = path.join(dir, 'bad.csv');
+      await writeFile(good, fixture('tab-delimited.csv'));
+      await writeFile(bad, fixture('unknown-column.csv'));
+      const common = ['--url', stack.service.url!, '--token', stack.env.KITTER_API_TOKENS];
+
+      const ok = await run([good, ...common, '--wait']);
+      const refused = await run([bad, ...common]);
+
+      expect(ok.code, ok.out).to.equal(0);
+      expect(refused.code, refused.out).to.equal(2);
+      expect(refused.out).to.include('unknown column "nickname"');
+      await rm(dir, { recursive: true, force: true });
+    });
+  });
+});
