@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -88,6 +89,23 @@ function seconds(duration: string): number {
 
 describe('the deployment files', () => {
   describe('docker-compose.yml', () => {
+    it('passes a Compose client’s own check (docker compose config)', function () {
+      const client = composeClient();
+      if (!client) {
+        // .ci/run installs docker-compose, so CI always runs this check.
+        console.warn('    (skipped: no Compose client here; .ci/run installs docker-compose)');
+        this.skip();
+      }
+
+      const result = spawnSync(client[0], [...client.slice(1), 'config', '-q'], {
+        cwd: ROOT,
+        encoding: 'utf8',
+        env: { PATH: process.env.PATH ?? '' },
+      });
+
+      expect(result.status, result.stderr).to.equal(0);
+    });
+
     it('runs the api, the workers and the wac-core stand-in from kitter’s image', () => {
       const modes = kitterServices.map(([, service]) => service.command?.[0]);
 
@@ -258,3 +276,12 @@ describe('the deployment files', () => {
     });
   });
 });
+
+/** `docker compose` (the plugin) or `docker-compose`, whichever this machine has. */
+function composeClient(): string[] | undefined {
+  const works = (command: string[]) =>
+    spawnSync(command[0], [...command.slice(1), 'version'], { stdio: 'ignore' }).status === 0;
+  if (works(['docker', 'compose'])) return ['docker', 'compose'];
+  if (works(['docker-compose'])) return ['docker-compose'];
+  return undefined;
+}
