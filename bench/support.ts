@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -77,4 +77,205 @@ export async function saveResult(name: string, result: unknown): Promise<void> {
   }
   all[name] = result;
   await writeFile(RESULTS, `${JSON.stringify(all, null, 2)}\n`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared by the benchmarks below: repeated runs, the emulators in a process of their own, users
+
+/** How many times each benchmark runs its measurements; the figures reported are the medians. */
+export const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 3));
+
+/** The emulators' fixed latency on every backend call, in ms. */
+export const LATENCY_MS = Number(process.env.BENCH_LATENCY_MS ?? 20);
+
+export const TOKEN = 'bench-token-0123456789abcdef';
+export const SECRET_KEY = 'bench-secret-key-0123456789';
+export const CLIENT_SECRET = 'bench-secret';
+export const DOMAIN = 'example.com';
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+/** The value below which `p` percent of `sorted` (ascending) lie. */
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+export const round = (value: number, digits = 0) => {
+  const scale = 10 ** digits;
+  return Math.round(value * scale) / scale;
+};
+
+/** CPU time a process has used so far (user + system), in seconds (Linux: /proc/PID/stat). */
+export async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // The fields after the command name, which is in parentheses and may hold spaces.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** A `POST /users` body: every field, a password and a SIP mapping (so two sealed secrets). */
+export function userInput(run: string, i: number) {
+  const username = `u${run}-${i}`;
+  return {
+    username,
+    email: `${username}@example.com`,
+    first_name: `First${i}`,
+    last_name: `Last${i}`,
+    credentials: { password: `Pass-${i}-word!`, temporary: false },
+    attributes: {
+      domain: DOMAIN,
+      phone_number: `+3460${String(i).padStart(7, '0')}`,
+      capabilities: ['+chat', '+whiteboard'],
+      sip_mapping: {
+        username: `sip_${username}`,
+        password: `sip-pass-${i}`,
+        sip_domain: DOMAIN,
+        sip_auth_proxy: 'sip:127.0.0.1:15060',
+      },
+    },
+  };
+}
+
+/** The environment of a kitter process against the benchmark's Redis and emulators. */
+export function kitterEnv(
+  redisUrl: string,
+  backends: { keycloakUrl: string; wacBaseUrl: string },
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    HOST: '127.0.0.1',
+    REDIS_URL: redisUrl,
+    KITTER_QUEUE_PREFIX: 'bench',
+    KEYCLOAK_URL: backends.keycloakUrl,
+    KEYCLOAK_CLIENT_SECRET: CLIENT_SECRET,
+    WAC_CORE_URL: backends.wacBaseUrl,
+    KITTER_API_TOKENS: TOKEN,
+    KITTER_SECRET_KEY: SECRET_KEY,
+    ...extra,
+  };
+}
+
+export interface Backends {
+  keycloakUrl: string;
+  wacBaseUrl: string;
+  pid: number;
+  /** Asks the emulators' process (see bench/backends.ts); answers what it answers. */
+  call<T = unknown>(op: string, args?: Record<string, unknown>): Promise<T>;
+  close(): Promise<void>;
+}
+
+/**
+ * Both emulators in a process of their own, with `latency_ms` on every request, so that the
+ * benchmark's own load generation and polling do not share an event loop with them.
+ */
+export async function startBackends(latencyMs = LATENCY_MS): Promise<Backends> {
+  const child = fork(path.join(ROOT, 'bench', 'backends.ts'), [], {
+    cwd: ROOT,
+    execArgv: ['--import', 'tsx'],
+    env: { PATH: process.env.PATH ?? '', BENCH_LATENCY_MS: String(latencyMs) },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  process.once('exit', () => child.kill('SIGKILL'));
+
+  const pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
+  let ready!: (urls: { keycloakUrl: string; wacBaseUrl: string }) => void;
+  const started = new Promise<{ keycloakUrl: string; wacBaseUrl: string }>((resolve, reject) => {
+    ready = resolve;
+    child.once('exit', (code) => reject(new Error(`bench/backends.ts exited (${code})`)));
+  });
+  child.on('message', (message: { id?: number; ready?: boolean; result?: unknown; error?: string }) => {
+    if (message.ready) return ready(message as never);
+    const waiter = pending.get(message.id!);
+    pending.delete(message.id!);
+    if (message.error !== undefined) waiter?.reject(new Error(message.error));
+    else waiter?.resolve(message.result);
+  });
+
+  const urls = await started;
+  let next = 0;
+  return {
+    ...urls,
+    pid: child.pid!,
+    call: <T>(op: string, args: Record<string, unknown> = {}) =>
+      new Promise<T>((resolve, reject) => {
+        const id = next++;
+        pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+        child.send({ id, op, args });
+      }),
+    close: async () => {
+      if (child.exitCode !== null) return;
+      child.kill('SIGTERM');
+      await new Promise((resolve) => child.once('exit', resolve));
+    },
+  };
+}
+
+export interface BenchChild {
+  pid: number;
+  /** Sends `input` to the child's handler; answers its result. */
+  run<T>(input: unknown): Promise<T>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A TypeScript file of bench/ in a child process that serves `serveChild`: resolves once it is
+ * loaded and ready, so that several can be told to start at the same moment.
+ */
+export async function startChild(file: string): Promise<BenchChild> {
+  const child = fork(path.join(ROOT, 'bench', file), [], {
+    cwd: ROOT,
+    execArgv: ['--import', 'tsx'],
+    env: { PATH: process.env.PATH ?? '' },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const kill = () => child.kill('SIGKILL');
+  process.once('exit', kill);
+
+  let exited!: (err: Error) => void;
+  const exit = new Promise<never>((_resolve, reject) => (exited = reject));
+  exit.catch(() => undefined);
+  child.once('exit', (code) => exited(new Error(`bench/${file} exited (${code})`)));
+  const message = () =>
+    Promise.race([
+      new Promise<{ result?: unknown; error?: string }>((resolve) =>
+        child.once('message', resolve as (m: unknown) => void),
+      ),
+      exit,
+    ]);
+
+  await message();
+  return {
+    pid: child.pid!,
+    async run<T>(input: unknown) {
+      const answer = message();
+      child.send({ input });
+      const { result, error } = await answer;
+      if (error !== undefined) throw new Error(`bench/${file}: ${error}`);
+      return result as T;
+    },
+    async stop() {
+      process.removeListener('exit', kill);
+      if (child.exitCode !== null) return;
+      child.send('exit');
+      await new Promise((resolve) => child.once('exit', resolve));
+    },
+  };
+}
+
+/** The child's side of `startChild`: runs `handle` on each input, answers over IPC. */
+export function serveChild(handle: (input: any) => Promise<unknown>): void {
+  process.on('message', async (message: 'exit' | { input: unknown }) => {
+    if (message === 'exit') process.exit(0);
+    try {
+      process.send!({ result: await handle(message.input) });
+    } catch (err) {
+      process.send!({ error: String((err as Error).stack ?? err) });
+    }
+  });
+  process.send!({ ready: true });
 }
