@@ -111,9 +111,9 @@ const schema = Joi.object({
     .pattern(/^\S+$/)
     .messages({ 'string.pattern.base': '{{#label}} must be one role name, without spaces' })
     .default('kitter-admin'),
-  KITTER_HTABLE_ENABLED: Joi.boolean()
-    .default(false)
-    .messages({ 'boolean.base': '{{#label}} must be true or false' }),
+  KITTER_HTABLE_ENABLED: Joi.boolean().messages({
+    'boolean.base': '{{#label}} must be true or false',
+  }),
   KITTER_SYNC_TIMEOUT_MS: Joi.number().integer().min(0).max(300_000).default(10_000),
   KITTER_SECRET_KEY: Joi.string().min(16),
   KITTER_WORKER_CONCURRENCY: Joi.number().integer().min(1).max(1000).default(20),
@@ -206,7 +206,8 @@ export function loadConfig(mode: Mode, env: Env = process.env): Config {
     wacCoreUrl: stripSlash(value.WAC_CORE_URL),
     apiTokens,
     requiredRole: value.KITTER_REQUIRED_ROLE,
-    htableEnabled: value.KITTER_HTABLE_ENABLED,
+    // Off unless the operator turns it on; the demo shows every endpoint.
+    htableEnabled: value.KITTER_HTABLE_ENABLED ?? demo,
     syncTimeoutMs: value.KITTER_SYNC_TIMEOUT_MS,
     // Empty only in reconcile mode, which opens no job data.
     secretKey: secretKey ?? '',

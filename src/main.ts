@@ -91,7 +91,8 @@ function printDemoBanner(config: Config, apiUrl: string, emulators: RunningEmula
     'kitter demo is running (Keycloak and wac-core are emulated in this process)',
     `  API:                ${apiUrl}`,
     `  API token:          ${token}`,
-    `  Keycloak emulator:  ${emulators.keycloak.url} (realm ${config.keycloak.realm})`,
+    `  Keycloak emulator:  ${emulators.keycloak.url} (realm ${config.keycloak.realm}, ` +
+      `client ${config.keycloak.clientId} / ${config.keycloak.clientSecret})`,
     `  wac-core emulator:  ${emulators.wac.baseUrl}`,
     `  Redis:              ${describeRedis(config.redis)}`,
     '',

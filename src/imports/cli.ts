@@ -64,7 +64,11 @@ async function upload(file: string, url: string, token: string, dryRun: boolean,
   console.error(`uploading ${path.basename(file)} (${formatBytes(size)}) to ${url}`);
   const response = await fetch(`${url}/imports${query}`, {
     method: 'POST',
-    headers: { ...headers, 'content-type': 'text/csv' },
+    headers: {
+      ...headers,
+      'content-type': 'text/csv',
+      'content-disposition': `attachment; filename="${path.basename(file).replace(/"/g, '')}"`,
+    },
     body: Readable.toWeb(createReadStream(file)) as ReadableStream,
     duplex: 'half',
   } as RequestInit);
@@ -79,8 +83,12 @@ async function upload(file: string, url: string, token: string, dryRun: boolean,
   let view = body.import;
   console.error(`import ${view.id}: ${view.valid} valid and ${view.invalid} invalid rows`);
   if (wait) view = await follow(url, headers, view);
+  else if (view.pending > 0) {
+    console.error(`follow it: GET ${url}/imports/${view.id} (or run again with --wait)`);
+  }
 
   printSummary(view);
+  // Without --wait, rows still pending may fail later: the report then has the refused ones.
   if (view.invalid + view.failed > 0) {
     const target = `${file}.errors.csv`;
     const report = await fetch(`${url}/imports/${view.id}/errors.csv`, { headers });

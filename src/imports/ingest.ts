@@ -52,7 +52,11 @@ export async function ingest(
   const layout = readHeader(file.header);
   const { id } = options;
 
-  await deps.store.create(id, { dryRun: options.dryRun, filename: options.filename });
+  await deps.store.create(id, {
+    dryRun: options.dryRun,
+    filename: options.filename,
+    columns: layout.map(([column]) => column),
+  });
 
   const width = Math.max(...layout.map(([, index]) => index)) + 1;
   const seen = new Map<string, number>();

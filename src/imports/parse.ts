@@ -35,7 +35,9 @@ export async function readCsv(input: Readable): Promise<CsvFile> {
     bom: true,
     delimiter,
     relax_column_count: true,
-    skip_empty_lines: true,
+    // Blank lines come through as records of one empty cell and are skipped below, so that
+    // row numbers stay those a spreadsheet shows.
+    skip_empty_lines: false,
     relax_quotes: false,
   });
   const source = Readable.from(joinStreams(head, rest));
@@ -43,21 +45,30 @@ export async function readCsv(input: Readable): Promise<CsvFile> {
   source.pipe(parser);
 
   const iterator = parser[Symbol.asyncIterator]() as AsyncIterator<string[]>;
-  const first = await next(iterator);
+  let headerRow = 0;
+  let first: string[] | undefined;
+  do {
+    first = await next(iterator);
+    headerRow++;
+  } while (first && isBlank(first));
   if (!first) throw errors.validation('the file is empty: it needs a header line');
 
-  return { header: first, delimiter, records: records(iterator) };
+  return { header: first, delimiter, records: records(iterator, headerRow) };
 }
 
-async function* records(iterator: AsyncIterator<string[]>): AsyncGenerator<CsvRecord> {
-  let row = 1;
+function isBlank(cells: string[]): boolean {
+  return cells.every((cell) => cell.trim() === '');
+}
+
+async function* records(iterator: AsyncIterator<string[]>, headerRow: number) {
+  let row = headerRow;
   for (;;) {
     const cells = await next(iterator);
     if (!cells) return;
     row++;
     // A line of delimiters only (";;;") is as blank as an empty one.
-    if (cells.every((cell) => cell.trim() === '')) continue;
-    yield { row, cells };
+    if (isBlank(cells)) continue;
+    yield { row, cells } as CsvRecord;
   }
 }
 

@@ -71,7 +71,10 @@ export class ImportStore {
     return `${this.prefix}:import:${id}${part}`;
   }
 
-  async create(id: string, options: { dryRun: boolean; filename?: string }): Promise<boolean> {
+  async create(
+    id: string,
+    options: { dryRun: boolean; filename?: string; columns: string[] },
+  ): Promise<boolean> {
     const now = new Date().toISOString();
     const created = await this.redis.hsetnx(this.key(id), 'created_at', now);
     if (!created) return false;
@@ -83,10 +86,16 @@ export class ImportStore {
         state: 'validating',
         dry_run: options.dryRun ? '1' : '0',
         filename: options.filename ?? '',
+        columns: JSON.stringify(options.columns),
       })
       .zadd(`${this.prefix}:imports`, Date.now(), id)
       .exec();
     return true;
+  }
+
+  /** The columns of the import's file, in its order. */
+  async columnsOf(id: string): Promise<string[]> {
+    return JSON.parse((await this.redis.hget(this.key(id), 'columns')) ?? '[]') as string[];
   }
 
   async exists(id: string): Promise<boolean> {

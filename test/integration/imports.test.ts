@@ -219,6 +219,16 @@ describe('bulk CSV imports', function () {
       expect(usernames(stack)).to.deep.equal(['ivan', 'ivan2', 'jay', 'judy', 'kim', 'leo']);
     });
 
+    it('numbers rows as a spreadsheet does, blank lines included', async () => {
+      const csv = '\nusername,domain\nann,example.com\n\nb,example.com\n';
+
+      const answer = await importFile(stack, csv, '?dry_run=true');
+
+      expect(answer.body.import.first_errors).to.deep.equal([
+        { row: 5, reason: 'username: length must be at least 3 characters long' },
+      ]);
+    });
+
     it('validates the whole file and creates nothing on a dry run', async () => {
       const answer = await importFile(stack, fixture('mixed-valid-invalid.csv'), '?dry_run=true');
 

@@ -12,7 +12,7 @@ import Joi from 'joi';
 import { koaBody } from 'koa-body';
 
 import { ApiError, errors } from '../../errors.js';
-import { COLUMNS, SECRET_COLUMNS } from '../../imports/columns.js';
+import { SECRET_COLUMNS, type Column } from '../../imports/columns.js';
 import { ingest } from '../../imports/ingest.js';
 import { JOB_TYPES } from '../../jobs/queues.js';
 import type { ImportCancelData } from '../../jobs/types.js';
@@ -31,13 +31,6 @@ export const importIdPath = Joi.object({
 });
 
 const CSV_TYPES = ['text/csv', 'application/csv', 'text/plain'];
-
-/** Columns of the error report: the row, the file's columns without secrets, the reason. */
-const REPORT_COLUMNS = [
-  'row',
-  ...COLUMNS.filter((column) => !SECRET_COLUMNS.has(column)),
-  'reason',
-];
 
 /**
  * Bulk imports. The upload is written to a temporary file (never held in memory), read once to
@@ -99,7 +92,11 @@ export function importRoutes(deps: ApiDeps): Router<ApiState> {
 
   router.get('/imports/:id/errors.csv', async (ctx) => {
     const found = await existingImport(deps, ctx.params);
-    const report = stringify({ header: true, columns: REPORT_COLUMNS, bom: true });
+    // The file's own columns, in its order, less the passwords: fixed, it can be sent again.
+    const columns = (await deps.imports.columnsOf(found.id)).filter(
+      (column) => !SECRET_COLUMNS.has(column as Column),
+    );
+    const report = stringify({ header: true, columns: ['row', ...columns, 'reason'], bom: true });
     (async () => {
       for await (const error of deps.imports.errorRows(found.id)) {
         const row: Record<string, unknown> = {
@@ -179,6 +176,7 @@ async function receive(
     throw errors.unsupportedMediaType('text/csv, or multipart/form-data with a field "file"');
   }
 
+  const filename = /filename="?([^";]+)"?/i.exec(ctx.get('Content-Disposition'))?.[1];
   const dir = await mkdtemp(path.join(os.tmpdir(), 'kitter-import-'));
   const file = path.join(dir, 'upload.csv');
   const remove = () => rm(dir, { recursive: true, force: true });
@@ -188,7 +186,7 @@ async function receive(
     await remove();
     throw err instanceof ApiError ? err : errors.validation('the upload was cut off');
   }
-  return { path: file, remove };
+  return { path: file, filename: filename ? path.basename(filename) : undefined, remove };
 }
 
 function limitBytes(maxBytes: number): Transform {
