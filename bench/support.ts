@@ -26,7 +26,9 @@ export async function startKitter(
     },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
-  process.once('exit', () => child.kill('SIGKILL'));
+  const kill = () => child.kill('SIGKILL');
+  process.once('exit', kill);
+  child.once('exit', () => process.removeListener('exit', kill));
 
   const deadline = Date.now() + 20_000;
   while (!(await ready().catch(() => false))) {
@@ -93,10 +95,13 @@ export const SECRET_KEY = 'bench-secret-key-0123456789';
 export const CLIENT_SECRET = 'bench-secret';
 export const DOMAIN = 'example.com';
 
+/** The median, to 0.01. */
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+  const value =
+    sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+  return round(value, 2);
 }
 
 /** The value below which `p` percent of `sorted` (ascending) lie. */
@@ -188,13 +193,16 @@ export async function startBackends(latencyMs = LATENCY_MS): Promise<Backends> {
     ready = resolve;
     child.once('exit', (code) => reject(new Error(`bench/backends.ts exited (${code})`)));
   });
-  child.on('message', (message: { id?: number; ready?: boolean; result?: unknown; error?: string }) => {
-    if (message.ready) return ready(message as never);
-    const waiter = pending.get(message.id!);
-    pending.delete(message.id!);
-    if (message.error !== undefined) waiter?.reject(new Error(message.error));
-    else waiter?.resolve(message.result);
-  });
+  child.on(
+    'message',
+    (message: { id?: number; ready?: boolean; result?: unknown; error?: string }) => {
+      if (message.ready) return ready(message as never);
+      const waiter = pending.get(message.id!);
+      pending.delete(message.id!);
+      if (message.error !== undefined) waiter?.reject(new Error(message.error));
+      else waiter?.resolve(message.result);
+    },
+  );
 
   const urls = await started;
   let next = 0;

@@ -1,6 +1,6 @@
 import type { Job } from 'bullmq';
 
-import type { JobGateway, JobView } from '../jobs/gateway.js';
+import { toView, type JobGateway, type JobView } from '../jobs/gateway.js';
 import type { ApiContext } from './middleware.js';
 
 export interface WaitPolicy {
@@ -39,9 +39,13 @@ export async function answerJob(
   job: Job,
   policy: WaitPolicy,
   status: number,
+  /** The job was added by this request: answered at once, it is queued without asking Redis. */
+  added = false,
 ): Promise<void> {
   const timeoutMs = waitTimeMs(ctx, policy);
-  const view = timeoutMs > 0 ? await gateway.wait(job, timeoutMs) : await gateway.view(job);
+  let view: JobView;
+  if (timeoutMs > 0) view = await gateway.wait(job, timeoutMs);
+  else view = added ? toView(job, 'waiting') : await gateway.view(job);
   ctx.set('Kitter-Job', view.id);
 
   if (view.state === 'succeeded') {

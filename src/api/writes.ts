@@ -39,10 +39,11 @@ export async function submitWrite<T extends object>(
   }
 
   // A replayed key whose job is gone (never added, or removed) adds it under the same id.
+  const added = !job;
   job ??= await deps.gateway.submit(type, data, { jobId, orderKey: options.orderKey });
 
   const policy = {
     syncTimeoutMs: options.asyncByDefault ? 0 : deps.config.syncTimeoutMs,
   };
-  await answerJob(ctx, deps.gateway, job, policy, options.status);
+  await answerJob(ctx, deps.gateway, job, policy, options.status, added);
 }

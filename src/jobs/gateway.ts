@@ -124,13 +124,8 @@ export class JobGateway {
         item.orderKey ? [[item.orderKey, i] as const] : [],
       );
       if (keyed.length > 0) {
-        const pipeline = this.redis.pipeline();
-        for (const [key, i] of keyed) {
-          pipeline.set(`${this.prefix}:order:${key}`, ids[i], 'EX', ORDER_TTL_S, 'GET');
-        }
-        const answers = (await pipeline.exec()) ?? [];
-        answers.forEach(([err, before], n) => {
-          if (err) throw err;
+        const befores = await this.claimOrderKeys(keyed.map(([key, i]) => [key, ids[i]]));
+        befores.forEach((before, n) => {
           const i = keyed[n][1];
           if (typeof before === 'string' && before !== ids[i]) ordered[i].after = before;
         });
@@ -141,12 +136,34 @@ export class JobGateway {
         data,
         opts: { jobId: ids[i], ...(options.priority ? { priority: options.priority } : {}) },
       }));
-      const added = (await queue.addBulk(jobs)) as Array<Job<T & Ordered>>;
+      // A single job goes as one command: building a MULTI costs more than the request itself
+      // (ioredis copies all of BullMQ's scripts into every pipeline it makes).
+      const added = (
+        jobs.length === 1
+          ? [await queue.add(type, jobs[0].data, jobs[0].opts)]
+          : await queue.addBulk(jobs)
+      ) as Array<Job<T & Ordered>>;
       await this.confirmReplicated();
       return added;
     } catch {
       throw errors.queueUnavailable();
     }
+  }
+
+  /** Points each order key at its new job; answers the job each pointed at before, if any. */
+  private async claimOrderKeys(claims: Array<[string, string]>): Promise<unknown[]> {
+    const keyOf = (key: string) => `${this.prefix}:order:${key}`;
+    if (claims.length === 1) {
+      const [key, id] = claims[0];
+      return [await this.redis.set(keyOf(key), id, 'EX', ORDER_TTL_S, 'GET')];
+    }
+
+    const pipeline = this.redis.pipeline();
+    for (const [key, id] of claims) pipeline.set(keyOf(key), id, 'EX', ORDER_TTL_S, 'GET');
+    return ((await pipeline.exec()) ?? []).map(([err, before]) => {
+      if (err) throw err;
+      return before;
+    });
   }
 
   /**

@@ -41,7 +41,7 @@ export const domainName = Joi.string()
   .lowercase()
   .max(253)
   .pattern(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/)
-  .messages({ 'string.pattern.base': '{{#label}} must be a domain name such as example.com' });
+  .rule({ message: '{{#label}} must be a domain name such as example.com' });
 
 const stringList = Joi.array().items(Joi.string().max(1024)).max(256);
 

@@ -51,6 +51,10 @@ export interface User {
   };
 }
 
+// Messages are given per rule (`.rule({ message })`), not with `.messages()`: joi merges a
+// schema's `.messages()` into the options again on every validation, about a quarter of the
+// cost of validating a user (see BENCHMARKS.md, import).
+
 /**
  * Keycloak's default username rules (3–255 characters of Latin letters, digits, `_ . - @`),
  * checked here so a bad name is a 400 before anything is written.
@@ -61,10 +65,7 @@ export const username = Joi.string()
   .min(3)
   .max(255)
   .pattern(/^[a-z0-9_.@-]+$/)
-  .messages({
-    'string.pattern.base':
-      '{{#label}} may hold only letters a-z, digits and the characters _ . - @',
-  });
+  .rule({ message: '{{#label}} may hold only letters a-z, digits and the characters _ . - @' });
 
 /**
  * Keycloak's person-name rules: these characters (and control characters such as line breaks)
@@ -76,8 +77,8 @@ const name = Joi.string()
   // Control characters are refused too, as Keycloak does; the rule is about them.
   // eslint-disable-next-line no-control-regex
   .pattern(/^[^<>&"$%!#?§;*~/\\|^=[\]{}()\x00-\x1f\x7f-\x9f]*$/)
-  .messages({
-    'string.pattern.base':
+  .rule({
+    message:
       '{{#label}} may not hold line breaks or any of < > & " $ % ! # ? § ; * ~ / \\ | ^ = [ ] ( )',
   });
 const secret = Joi.string().min(1).max(1024);
@@ -85,12 +86,12 @@ const secret = Joi.string().min(1).max(1024);
 export const phoneNumber = Joi.string()
   .trim()
   .pattern(/^\+?[0-9]{2,20}$/)
-  .messages({ 'string.pattern.base': '{{#label}} must be digits, optionally after a +' });
+  .rule({ message: '{{#label}} must be digits, optionally after a +' });
 
 const capability = Joi.string()
-  .pattern(/^[+-][a-z0-9][a-z0-9-]*$/)
   .max(64)
-  .messages({ 'string.pattern.base': '{{#label}} must look like +chat or -whiteboard' });
+  .pattern(/^[+-][a-z0-9][a-z0-9-]*$/)
+  .rule({ message: '{{#label}} must look like +chat or -whiteboard' });
 
 export const sipMappingSchema = Joi.object({
   username: Joi.string().trim().min(1).max(255).required(),

@@ -38,8 +38,12 @@ export async function logoutDomain(
     const total = await keycloak.countUsers(filter);
     await job.updateProgress({ done: cursor, total: Math.max(total, cursor) });
 
+    const readPage = (first: number) => keycloak.findUsers({ ...filter, first, max: PAGE });
+    let page = await readPage(cursor);
     for (;;) {
-      const page = await keycloak.findUsers({ ...filter, first: cursor, max: PAGE });
+      // The next page is read while this one is logged out, so no logout waits for it.
+      const next = page.length < PAGE ? undefined : readPage(cursor + page.length);
+      next?.catch(() => undefined);
       await mapLimited(page, deps.settings.logoutFanOut, (user) =>
         logoutIgnoringGone(deps, user.id!),
       );
@@ -47,7 +51,8 @@ export async function logoutDomain(
       cursor += page.length;
       await job.updateData({ ...data, cursor });
       await job.updateProgress({ done: cursor, total: Math.max(total, cursor) });
-      if (page.length < PAGE) return { done: cursor, total: Math.max(total, cursor) };
+      if (!next) return { done: cursor, total: Math.max(total, cursor) };
+      page = await next;
     }
   } catch (err) {
     throw await failAttempt(job, err);

@@ -1,0 +1,70 @@
+/**
+ * Provisioning throughput: N users created through `POST /users` (`Prefer: respond-async`) on
+ * one API process and one worker process (KITTER_WORKER_CONCURRENCY=C), until every job has
+ * ended; beside it, in the same run, a baseline making the same Keycloak and wac-core calls for
+ * the same users with the same concurrency, directly (bench/direct.ts). Both emulators answer
+ * every request after BENCH_LATENCY_MS. Each side runs BENCH_RUNS times, alternating; the
+ * figures are the medians.
+ *
+ *   npm run bench:provisioning     (BENCH_USERS=5000, BENCH_CONCURRENCY=50, BENCH_RUNS=3)
+ */
+import { startRedisServer } from '../test/support/redis.js';
+import { measureDirect, measureKitter, type Measurement, type Setup } from './provisioning-run.js';
+import { LATENCY_MS, machine, median, round, RUNS, saveResult, startBackends } from './support.js';
+
+const USERS = Number(process.env.BENCH_USERS ?? 5000);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 50);
+
+const redis = await startRedisServer();
+const backends = await startBackends();
+const setup: Setup = {
+  redisUrl: redis.url,
+  backends,
+  users: USERS,
+  concurrency: CONCURRENCY,
+  processes: 1,
+};
+
+const kitter: Measurement[] = [];
+const direct: Measurement[] = [];
+for (let run = 0; run < RUNS; run++) {
+  direct.push(await measureDirect(setup, `d${run}`));
+  kitter.push(await measureKitter(setup, `k${run}`));
+  console.log(
+    `  run ${run + 1}/${RUNS}: kitter ${kitter[run].users_per_s} users/s, ` +
+      `direct ${direct[run].users_per_s} users/s`,
+  );
+}
+
+const kitterRate = median(kitter.map((m) => m.users_per_s));
+const directRate = median(direct.map((m) => m.users_per_s));
+const result = {
+  users: USERS,
+  concurrency: CONCURRENCY,
+  latency_ms: LATENCY_MS,
+  runs: RUNS,
+  kitter_users_per_s: kitterRate,
+  baseline_users_per_s: directRate,
+  ratio: round(kitterRate / directRate, 2),
+  failed: kitter.reduce((sum, m) => sum + m.failed, 0),
+  target: { ratio: 0.9 },
+  kitter_runs: kitter,
+  baseline_runs: direct,
+  machine: machine(),
+};
+
+const last = kitter[kitter.length - 1];
+console.log(`provisioning of ${USERS} users, concurrency ${CONCURRENCY}, ${LATENCY_MS} ms a call`);
+console.log(`  kitter:    ${kitterRate} users/s (API + 1 worker; median of ${RUNS})`);
+console.log(`  baseline:  ${directRate} users/s (same calls, direct, no queue)`);
+console.log(`  ratio:     ${result.ratio} (target >= 0.9); failed jobs: ${result.failed}`);
+console.log(`  calls/user: kitter ${JSON.stringify(last.calls_per_user)}`);
+console.log(`              direct ${JSON.stringify(direct[direct.length - 1].calls_per_user)}`);
+console.log(`  CPU s/1000 users: kitter ${JSON.stringify(last.cpu_s_per_1000)}`);
+console.log(
+  `                    direct ${JSON.stringify(direct[direct.length - 1].cpu_s_per_1000)}`,
+);
+await saveResult('provisioning', result);
+
+await backends.close();
+await redis.kill();
