@@ -4,6 +4,7 @@ import http from 'node:http';
 import Router from '@koa/router';
 import Koa from 'koa';
 
+import { SERVICE_NAMES } from '../model/domains.js';
 import { Faults } from './faults.js';
 import { CallLog, listen, readJson, type ListenOptions, type RunningServer } from './server.js';
 
@@ -16,22 +17,7 @@ import { CallLog, listen, readJson, type ListenOptions, type RunningServer } fro
 // ---------------------------------------------------------------- wire types
 
 /** The services a domain can configure; each names the backends it uses. */
-export const WAC_SERVICES = [
-  'callcontrol',
-  'contacts',
-  'datapipe',
-  'filesharing',
-  'filetransfer',
-  'forms',
-  'login',
-  'meetings',
-  'oauth2client',
-  'presence',
-  'remotelog',
-  'usersettings',
-  'usersgroup',
-  'xmpp',
-] as const;
+export const WAC_SERVICES = SERVICE_NAMES;
 
 export type WacServiceName = (typeof WAC_SERVICES)[number];
 
