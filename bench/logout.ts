@@ -17,6 +17,7 @@ import {
   LATENCY_MS,
   machine,
   median,
+  pairedRatio,
   round,
   RUNS,
   saveResult,
@@ -119,7 +120,11 @@ const result = {
   runs: RUNS,
   kitter_users_per_s: kitterRate,
   baseline_users_per_s: directRate,
-  ratio: round(kitterRate / directRate, 2),
+  ratio: pairedRatio(
+    kitter.map((k) => k.users_per_s),
+    direct.map((d) => d.users_per_s),
+  ),
+  ratio_of_medians: round(kitterRate / directRate, 2),
   // What F calls in flight of LATENCY_MS each allow at most.
   ceiling_users_per_s: round((FAN_OUT * 1000) / LATENCY_MS),
   kitter_runs: kitter,

@@ -8,7 +8,16 @@
  */
 import { startRedisServer } from '../test/support/redis.js';
 import { measureDirect, measureKitter, type Setup } from './provisioning-run.js';
-import { LATENCY_MS, machine, median, round, RUNS, saveResult, startBackends } from './support.js';
+import {
+  LATENCY_MS,
+  machine,
+  median,
+  pairedRatio,
+  round,
+  RUNS,
+  saveResult,
+  startBackends,
+} from './support.js';
 
 const WORKERS = (process.env.BENCH_WORKERS ?? '1,2,4').split(',').map(Number);
 const USERS = Number(process.env.BENCH_USERS ?? 5000);
@@ -42,7 +51,11 @@ for (const processes of WORKERS) {
     processes,
     kitter_users_per_s: kitterRate,
     baseline_users_per_s: directRate,
-    ratio: round(kitterRate / directRate, 2),
+    ratio: pairedRatio(
+      kitter.map((m) => m.users_per_s),
+      direct.map((m) => m.users_per_s),
+    ),
+    ratio_of_medians: round(kitterRate / directRate, 2),
     // What C x processes jobs in flight allow at most, were CPU free: 5 calls on the path.
     latency_bound_users_per_s: round((CONCURRENCY * processes * 1000) / (5 * LATENCY_MS)),
     kitter_runs: kitter,

@@ -1,5 +1,6 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -63,8 +64,7 @@ export async function peakRssMb(pid: number): Promise<number> {
 export function machine() {
   return {
     node: process.version,
-    cores: (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator
-      ?.hardwareConcurrency,
+    cores: os.availableParallelism(),
     date: new Date().toISOString(),
   };
 }
@@ -102,6 +102,14 @@ export function median(values: number[]): number {
   const value =
     sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
   return round(value, 2);
+}
+
+/**
+ * kitter's figure over the baseline's, run by run (each pair measured back to back, so the
+ * machine's drift between runs cancels out), and the median of those ratios.
+ */
+export function pairedRatio(kitter: number[], baseline: number[]): number {
+  return median(kitter.map((value, i) => value / baseline[i]));
 }
 
 /** The value below which `p` percent of `sorted` (ascending) lie. */
