@@ -1,30 +1,31 @@
-import type { Readable } from 'node:stream';
+import { Worker } from 'node:worker_threads';
 
 import type { DomainLookup } from '../api/domain-lookup.js';
+import { ApiError, type ErrorCode } from '../errors.js';
 import type { JobGateway } from '../jobs/gateway.js';
 import { JOB_TYPES } from '../jobs/queues.js';
-import type { SecretBox } from '../jobs/secrets.js';
-import type { UserCreateData } from '../jobs/types.js';
-import { orderKeyOfUser, splitSecrets, type UserInput } from '../model/users.js';
-import { cellsOf, publicCells, readHeader, userOfRow, type RowCells } from './columns.js';
-import { readCsv } from './parse.js';
+import type { ReaderInput, ReaderMessage, ReaderReply, RowJob } from './reader.js';
 import type { ImportStore } from './store.js';
 
 export interface IngestDeps {
   store: ImportStore;
   gateway: JobGateway;
   domains: DomainLookup;
-  secrets: SecretBox;
+  /** KITTER_SECRET_KEY: the reader seals each row's passwords with it. */
+  secretKey: string;
 }
-
-/** Rows sent to the queue in one round trip. */
-const CHUNK = 500;
 
 /** Round trips to Redis under way at once while a file is read. */
 const WRITES_IN_FLIGHT = 4;
 
 /** Import rows wait behind single requests: a large import never holds up `POST /users`. */
 export const IMPORT_PRIORITY = 10;
+
+/**
+ * The reader's memory, whatever the file's size: it holds a few chunks of rows at a time, and
+ * a heap it may not outgrow keeps V8 from letting it swell with garbage between collections.
+ */
+const READER_LIMITS = { maxOldGenerationSizeMb: 48, maxYoungGenerationSizeMb: 8 };
 
 export interface IngestOptions {
   id: string;
@@ -34,130 +35,120 @@ export interface IngestOptions {
 }
 
 /**
- * Reads an uploaded file and turns its valid rows into `user.create` jobs, a chunk at a time.
- * The header is checked before anything is written: a file with an unknown column, or without
- * `username` or `domain`, is refused whole. Each row's job id comes from the import and the row
- * number, so the same file sent again under the same import queues no row twice.
+ * Turns an uploaded file's valid rows into `user.create` jobs, a chunk at a time. A reader
+ * thread (`reader.ts`) parses and checks the file; this side records what it finds and writes
+ * the chunks to Redis while the reader goes on. The header is checked before anything is
+ * written: a file with an unknown column, or without `username` or `domain`, is refused whole.
+ * Each row's job id comes from the import and the row number, so the same file sent again
+ * under the same import queues no row twice.
  */
-export async function ingest(
-  deps: IngestDeps,
-  open: () => Readable,
-  options: IngestOptions,
-): Promise<void> {
-  // A first quick pass over the whole file: a header it refuses or a line that is not CSV (an
-  // unclosed quote) refuses the file before any row is queued.
-  await checkSyntax(open());
-
-  const file = await readCsv(open());
-  const layout = readHeader(file.header);
+export async function ingest(deps: IngestDeps, path: string, options: IngestOptions) {
   const { id } = options;
-
-  await deps.store.create(id, {
+  const reader = startReader({
+    path,
+    importId: id,
     dryRun: options.dryRun,
-    filename: options.filename,
-    columns: layout.map(([column]) => column),
+    requestId: options.requestId,
+    secretKey: deps.secretKey,
   });
+  const reply = (message: ReaderReply) => reader.worker.postMessage(message);
 
-  const width = Math.max(...layout.map(([, index]) => index)) + 1;
-  const seen = new Map<string, number>();
-  const domainKnown = new Map<string, boolean>();
-  const counts = { total: 0, valid: 0, invalid: 0 };
-  let chunk: Array<{ data: UserCreateData; jobId: string; orderKey: string }> = [];
-
-  // Writes to Redis go out while the next rows are read and checked, a few at a time. They keep
-  // their order on the one connection: each chunk's last-row mark lands before its rows.
+  // Writes to Redis go out while the reader goes on, a few at a time. They keep their order on
+  // the one connection: each chunk's last-row mark lands before its rows.
   const writes = new InFlight(WRITES_IN_FLIGHT);
   let cancelled = false;
 
-  const flush = async () => {
-    if (chunk.length === 0) return;
-    const rows = chunk;
-    chunk = [];
-    const marked = deps.store.queuedUpTo(id, rows[rows.length - 1].data.import!.row);
-    const sent = deps.gateway.submitBulk(JOB_TYPES.userCreate, rows, {
-      priority: IMPORT_PRIORITY,
-    });
-    const checked = deps.store.isCancelled(id).then((yes) => (cancelled ||= yes));
-    await writes.add(Promise.all([marked, sent, checked]));
-  };
-
-  for await (const record of file.records) {
-    counts.total++;
-    const cells = cellsOf(layout, record.cells);
-    const result = await checkRow(deps, cells, record.cells.slice(width), seen, domainKnown);
-
-    if ('reason' in result) {
-      counts.invalid++;
-      const error = { row: record.row, cells: publicCells(cells), reason: result.reason };
-      await writes.add(deps.store.rejectRow(id, error));
-      continue;
+  const write = async (jobs: RowJob[], rejected: Parameters<ImportStore['rejectRows']>[1]) => {
+    const work: Array<Promise<unknown>> = [deps.store.rejectRows(id, rejected)];
+    if (jobs.length > 0) {
+      work.push(deps.store.queuedUpTo(id, jobs[jobs.length - 1].data.import!.row));
+      work.push(
+        deps.gateway.submitBulk(JOB_TYPES.userCreate, jobs, { priority: IMPORT_PRIORITY }),
+      );
+      work.push(deps.store.isCancelled(id).then((yes) => (cancelled ||= yes)));
     }
-
-    counts.valid++;
-    seen.set(result.user.username, record.row);
-    if (options.dryRun) continue;
-
-    chunk.push(rowJob(deps, options, result.user, record.row, publicCells(cells)));
-    if (chunk.length >= CHUNK) await flush();
-    if (cancelled) break;
-  }
-
-  if (!cancelled) await flush();
-  await writes.drain();
-  if (cancelled) return;
-  await deps.store.uploaded(id, counts);
-}
-
-async function checkSyntax(input: Readable): Promise<void> {
-  const file = await readCsv(input);
-  readHeader(file.header);
-  for await (const _record of file.records) {
-    // Reading is the check.
-  }
-}
-
-/** A row's user, or why it is refused: the rules of `POST /users`, once per file. */
-async function checkRow(
-  deps: IngestDeps,
-  cells: RowCells,
-  extra: string[],
-  seen: Map<string, number>,
-  domainKnown: Map<string, boolean>,
-): Promise<{ user: UserInput } | { reason: string }> {
-  const result = userOfRow(cells, extra);
-  if ('reason' in result) return result;
-
-  const { username, attributes } = result.user;
-  const first = seen.get(username);
-  if (first !== undefined) return { reason: `username "${username}" is on row ${first} already` };
-
-  let known = domainKnown.get(attributes.domain);
-  if (known === undefined) {
-    known = (await deps.domains.byName(attributes.domain)) !== undefined;
-    domainKnown.set(attributes.domain, known);
-  }
-  if (!known) return { reason: `domain "${attributes.domain}" does not exist` };
-  return result;
-}
-
-function rowJob(
-  deps: IngestDeps,
-  options: IngestOptions,
-  user: UserInput,
-  row: number,
-  cells: Record<string, string>,
-) {
-  const { spec, secrets } = splitSecrets(user);
-  const data: UserCreateData = {
-    v: 1,
-    user: spec,
-    requestId: options.requestId,
-    import: { id: options.id, row, cells },
+    await Promise.all(work);
+    reply({ type: 'written' });
   };
-  if (secrets.password !== undefined || secrets.sipPassword !== undefined) {
-    data.secrets = deps.secrets.seal(secrets);
+
+  try {
+    for await (const message of reader.messages()) {
+      switch (message.type) {
+        case 'header':
+          await deps.store.create(id, {
+            dryRun: options.dryRun,
+            filename: options.filename,
+            columns: message.columns,
+          });
+          break;
+        case 'domain': {
+          const known = (await deps.domains.byName(message.name)) !== undefined;
+          reply({ type: 'domain', name: message.name, known });
+          break;
+        }
+        case 'rows':
+          await writes.add(write(message.jobs, message.rejected));
+          break;
+        case 'done':
+          await writes.drain();
+          if (!cancelled) await deps.store.uploaded(id, message.counts);
+          return;
+        case 'refused':
+          throw new ApiError(
+            message.status,
+            message.code as ErrorCode,
+            message.message,
+            message.details as ApiError['details'],
+          );
+      }
+      if (cancelled) return;
+    }
+    throw new Error('the import reader stopped before the end of the file');
+  } finally {
+    await writes.drain().catch(() => undefined);
+    await reader.worker.terminate();
   }
-  return { data, jobId: `imp-${options.id}-r${row}`, orderKey: orderKeyOfUser(spec.username) };
+}
+
+/**
+ * Starts a reader thread. Built, it runs `reader.js`; from the sources (tests, the demo) the
+ * thread registers tsx first, as the process itself did.
+ */
+function startReader(input: ReaderInput) {
+  const fromSource = import.meta.url.endsWith('.ts');
+  const url = new URL(fromSource ? './reader.ts' : './reader.js', import.meta.url);
+  const options = { workerData: { reader: input }, resourceLimits: READER_LIMITS };
+  const worker = fromSource
+    ? new Worker(
+        `import('tsx/esm/api')` +
+          `.then(({ register }) => (register(), import(${JSON.stringify(url.href)})));`,
+        { ...options, eval: true },
+      )
+    : new Worker(url, options);
+
+  const queue: ReaderMessage[] = [];
+  let failure: Error | undefined;
+  let exited = false;
+  let wake: (() => void) | undefined;
+  const poke = () => wake?.();
+  worker.on('message', (message: ReaderMessage) => (queue.push(message), poke()));
+  worker.on('error', (err) => ((failure = err), poke()));
+  worker.on('exit', () => ((exited = true), poke()));
+
+  /** The thread's messages in order; ends when it exits, throws if it failed. */
+  async function* messages(): AsyncGenerator<ReaderMessage> {
+    for (;;) {
+      if (queue.length > 0) {
+        yield queue.shift()!;
+        continue;
+      }
+      if (failure) throw failure;
+      if (exited) return;
+      await new Promise<void>((resolve) => (wake = resolve));
+    }
+  }
+
+  return { worker, messages };
 }
 
 /** Promises under way, at most `limit`: adding one more waits for the oldest. */

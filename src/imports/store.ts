@@ -116,10 +116,18 @@ export class ImportStore {
   }
 
   async rejectRow(id: string, error: ErrorRow): Promise<void> {
+    await this.rejectRows(id, [error]);
+  }
+
+  /** Records rows refused (or failed) in one round trip. */
+  async rejectRows(id: string, rows: ErrorRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    const entries = rows.flatMap((error) => [String(error.row), JSON.stringify(error)]);
+    const ranks = rows.flatMap((error) => [error.row, String(error.row)]);
     await this.redis
       .multi()
-      .hset(this.key(id, ':errors'), String(error.row), JSON.stringify(error))
-      .zadd(this.key(id, ':error-rows'), error.row, String(error.row))
+      .hset(this.key(id, ':errors'), ...entries)
+      .zadd(this.key(id, ':error-rows'), ...ranks)
       .exec();
   }
 

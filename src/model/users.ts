@@ -190,29 +190,46 @@ export function splitPatchSecrets(input: UserPatch): { spec: UserPatchSpec; secr
   return takeSecrets(input) as { spec: UserPatchSpec; secrets: UserSecrets };
 }
 
-/** Takes the user password and the SIP password out of a create or a patch. */
+/**
+ * Takes the user password and the SIP password out of a create or a patch. Copies field by
+ * field: object rest (`{ a, ...rest }`) is several times slower, and this runs for every row of
+ * an import.
+ */
 function takeSecrets(input: UserInput | UserPatch): { spec: object; secrets: UserSecrets } {
-  const { credentials, attributes, ...rest } = input;
   const secrets: UserSecrets = {};
-  const spec: Record<string, unknown> = { ...rest };
+  const spec: Record<string, unknown> = {};
 
-  if (credentials) {
-    spec.credentials = { temporary: credentials.temporary };
-    secrets.password = credentials.password;
-  }
-  if (attributes) {
-    const { sip_mapping: sip, ...otherAttributes } = attributes;
-    const publicAttributes: Record<string, unknown> = { ...otherAttributes };
-    if (sip) {
-      const { password, ...publicSip } = sip;
-      publicAttributes.sip_mapping = publicSip;
-      secrets.sipPassword = password;
-    } else if (sip === null) {
-      publicAttributes.sip_mapping = null;
+  for (const [field, value] of Object.entries(input)) {
+    if (field === 'credentials') {
+      if (!value) continue;
+      const { password, temporary } = value as { password?: string; temporary?: boolean };
+      spec.credentials = { temporary };
+      secrets.password = password;
+    } else if (field === 'attributes') {
+      if (value) spec.attributes = publicAttributes(value as Record<string, unknown>, secrets);
+    } else {
+      spec[field] = value;
     }
-    spec.attributes = publicAttributes;
   }
   return { spec, secrets };
+}
+
+function publicAttributes(attributes: Record<string, unknown>, secrets: UserSecrets) {
+  const kept: Record<string, unknown> = {};
+  for (const [field, value] of Object.entries(attributes)) {
+    if (field === 'sip_mapping' && value === undefined) continue;
+    if (field === 'sip_mapping' && value !== null) {
+      const sip: Record<string, unknown> = {};
+      for (const [key, part] of Object.entries(value as Record<string, unknown>)) {
+        if (key === 'password') secrets.sipPassword = part as string | undefined;
+        else sip[key] = part;
+      }
+      kept.sip_mapping = sip;
+    } else {
+      kept[field] = value;
+    }
+  }
+  return kept;
 }
 
 /** Attribute that marks a Keycloak user with the job that created it, to adopt it on retry. */

@@ -20,6 +20,15 @@ describe('sealed secrets', () => {
     expect(first).not.to.equal(second);
   });
 
+  it('never uses a nonce twice, across refills of its pool of nonces', () => {
+    const nonces = new Set<string>();
+    for (let i = 0; i < 2000; i++) nonces.add(box.seal({ password: 'p' }).split('.')[1]);
+
+    expect(nonces.size).to.equal(2000);
+    const opened = box.seal({ password: 'after many' });
+    expect(box.open(opened)).to.deep.equal({ password: 'after many' });
+  });
+
   it('refuses a value sealed with another key or altered', () => {
     const sealed = box.seal({ password: 'S3cret!' });
     const other = new SecretBox('another-key-entirely');

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -71,9 +71,9 @@ export function importRoutes(deps: ApiDeps): Router<ApiState> {
           store: deps.imports,
           gateway: deps.gateway,
           domains: deps.domains,
-          secrets: deps.secrets,
+          secretKey: deps.config.secretKey,
         },
-        () => createReadStream(upload.path),
+        upload.path,
         { id, dryRun: query.dry_run, filename: upload.filename, requestId: ctx.state.requestId },
       );
     } finally {

@@ -1,0 +1,203 @@
+import { createReadStream } from 'node:fs';
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+
+import { ApiError } from '../errors.js';
+import { SecretBox } from '../jobs/secrets.js';
+import type { UserCreateData } from '../jobs/types.js';
+import { orderKeyOfUser, splitSecrets, type UserInput } from '../model/users.js';
+import { cellsOf, publicCells, readHeader, userOfRow, type RowCells } from './columns.js';
+import { readCsv } from './parse.js';
+import type { ErrorRow } from './store.js';
+
+/**
+ * The reading side of an import, in a thread of its own (see `ingest.ts`): it parses the file,
+ * checks every row with the rules of `POST /users`, seals the passwords and builds each valid
+ * row's job, while the API's own thread writes the chunks before to Redis and answers other
+ * requests.
+ */
+
+/** What the thread is given. */
+export interface ReaderInput {
+  path: string;
+  importId: string;
+  dryRun: boolean;
+  requestId?: string;
+  /** KITTER_SECRET_KEY, to seal the passwords of each row as the API seals a request's. */
+  secretKey: string;
+}
+
+export interface RowJob {
+  data: UserCreateData;
+  jobId: string;
+  orderKey: string;
+}
+
+/** From the thread to the API's thread. */
+export type ReaderMessage =
+  | { type: 'header'; columns: string[] }
+  | { type: 'domain'; name: string }
+  | { type: 'rows'; jobs: RowJob[]; rejected: ErrorRow[] }
+  | { type: 'done'; counts: { total: number; valid: number; invalid: number } }
+  | { type: 'refused'; status: number; code: string; message: string; details?: unknown };
+
+/** From the API's thread to the reader. */
+export type ReaderReply =
+  | { type: 'domain'; name: string; known: boolean }
+  /** A chunk sent earlier has been written: the reader may send one more. */
+  | { type: 'written' };
+
+/** Rows a message carries (and so a round trip to Redis writes). */
+export const CHUNK = 500;
+
+/**
+ * Chunks sent and not yet written, at most: the API's thread keeps a few writes in flight and
+ * one or two ready behind them; the reader waits beyond that, so a file never piles up in memory.
+ */
+export const CHUNKS_AHEAD = 6;
+
+class Reader {
+  private readonly secrets: SecretBox;
+  private readonly domainKnown = new Map<string, boolean>();
+  private readonly asked = new Map<string, (known: boolean) => void>();
+  private unwritten = 0;
+  private wakeWriter: (() => void) | undefined;
+
+  constructor(
+    private readonly input: ReaderInput,
+    private readonly port: MessagePort,
+  ) {
+    this.secrets = new SecretBox(input.secretKey);
+    port.on('message', (reply: ReaderReply) => {
+      if (reply.type === 'domain') {
+        this.asked.get(reply.name)?.(reply.known);
+        this.asked.delete(reply.name);
+      } else {
+        this.unwritten--;
+        this.wakeWriter?.();
+      }
+    });
+  }
+
+  private post(message: ReaderMessage): void {
+    this.port.postMessage(message);
+  }
+
+  async run(): Promise<void> {
+    // A first quick pass over the whole file: a header it refuses or a line that is not CSV (an
+    // unclosed quote) refuses the file before any row is queued.
+    await checkSyntax(this.input.path);
+
+    const file = await readCsv(createReadStream(this.input.path));
+    const layout = readHeader(file.header);
+    this.post({ type: 'header', columns: layout.map(([column]) => column) });
+
+    const width = Math.max(...layout.map(([, index]) => index)) + 1;
+    const seen = new Map<string, number>();
+    const counts = { total: 0, valid: 0, invalid: 0 };
+    let jobs: RowJob[] = [];
+    let rejected: ErrorRow[] = [];
+
+    for await (const record of file.records) {
+      counts.total++;
+      const cells = cellsOf(layout, record.cells);
+      const result = await this.checkRow(cells, record.cells.slice(width), seen);
+
+      if ('reason' in result) {
+        counts.invalid++;
+        rejected.push({ row: record.row, cells: publicCells(cells), reason: result.reason });
+      } else {
+        counts.valid++;
+        seen.set(result.user.username, record.row);
+        if (!this.input.dryRun) jobs.push(this.rowJob(result.user, record.row, cells));
+      }
+
+      if (jobs.length >= CHUNK || rejected.length >= CHUNK) {
+        await this.send(jobs, rejected);
+        jobs = [];
+        rejected = [];
+      }
+    }
+    if (jobs.length > 0 || rejected.length > 0) await this.send(jobs, rejected);
+    this.post({ type: 'done', counts });
+  }
+
+  /** Sends a chunk; waits first while the API's thread has too many still to write. */
+  private async send(jobs: RowJob[], rejected: ErrorRow[]): Promise<void> {
+    while (this.unwritten >= CHUNKS_AHEAD) {
+      await new Promise<void>((resolve) => (this.wakeWriter = resolve));
+    }
+    this.unwritten++;
+    this.post({ type: 'rows', jobs, rejected });
+  }
+
+  /** A row's user, or why it is refused: the rules of `POST /users`, once per file. */
+  private async checkRow(
+    cells: RowCells,
+    extra: string[],
+    seen: Map<string, number>,
+  ): Promise<{ user: UserInput } | { reason: string }> {
+    const result = userOfRow(cells, extra);
+    if ('reason' in result) return result;
+
+    const { username, attributes } = result.user;
+    const first = seen.get(username);
+    if (first !== undefined) return { reason: `username "${username}" is on row ${first} already` };
+
+    const known = await this.domainExists(attributes.domain);
+    if (!known) return { reason: `domain "${attributes.domain}" does not exist` };
+    return result;
+  }
+
+  /** Asked of the API's thread (which holds the wac-core client) once per domain and file. */
+  private async domainExists(name: string): Promise<boolean> {
+    let known = this.domainKnown.get(name);
+    if (known === undefined) {
+      known = await new Promise<boolean>((resolve) => {
+        this.asked.set(name, resolve);
+        this.post({ type: 'domain', name });
+      });
+      this.domainKnown.set(name, known);
+    }
+    return known;
+  }
+
+  private rowJob(user: UserInput, row: number, cells: RowCells): RowJob {
+    const { importId, requestId } = this.input;
+    const { spec, secrets } = splitSecrets(user);
+    const data: UserCreateData = {
+      v: 1,
+      user: spec,
+      requestId,
+      import: { id: importId, row, cells: publicCells(cells) },
+    };
+    if (secrets.password !== undefined || secrets.sipPassword !== undefined) {
+      data.secrets = this.secrets.seal(secrets);
+    }
+    return { data, jobId: `imp-${importId}-r${row}`, orderKey: orderKeyOfUser(spec.username) };
+  }
+}
+
+async function checkSyntax(path: string): Promise<void> {
+  const file = await readCsv(createReadStream(path));
+  readHeader(file.header);
+  for await (const _record of file.records) {
+    // Reading is the check.
+  }
+}
+
+if (parentPort && (workerData as { reader?: ReaderInput } | undefined)?.reader) {
+  const port = parentPort;
+  const input = (workerData as { reader: ReaderInput }).reader;
+  // Once it has said all it has to say the thread ends on its own (the API's ends it too).
+  new Reader(input, port).run().then(
+    () => port.unref(),
+    (err: unknown) => {
+      // A file refused (its header, or not CSV) is the client's mistake, answered as such; any
+      // other error ends the thread and is answered 500 by the API's error boundary.
+      if (!(err instanceof ApiError)) throw err;
+      const { status, code, message, details } = err;
+      port.postMessage({ type: 'refused', status, code, message, details } as ReaderMessage);
+      port.unref();
+    },
+  );
+}
