@@ -1,10 +1,10 @@
 /**
  * Synchronous create latency: `POST /users` waiting for its result (201), one request at a
- * time, through an API and one worker. What the queue round trip adds is the time less the
- * emulators' own latency: the backend calls on the job's critical path times BENCH_LATENCY_MS.
- * Beside it, in the same run, the same creates made directly one at a time (bench/direct.ts),
- * which shows what the clients and emulators take besides their fixed latency. Medians of
- * BENCH_RUNS runs.
+ * time, through an API and one worker. Beside it, in the same run, the same creates made
+ * directly one at a time (bench/direct.ts): the same calls through the same clients to the same
+ * emulators, so its time is the emulators' own latency as a caller sees it (their fixed
+ * BENCH_LATENCY_MS on each call of the critical path, plus their and the clients' own work).
+ * What the queue round trip adds is kitter's time less that. Medians of BENCH_RUNS runs.
  *
  *   npm run bench:sync-latency     (BENCH_REQUESTS=300 BENCH_RUNS=3)
  */
@@ -161,7 +161,8 @@ const result = {
   added_p50_ms: round(p50 - FIXED_MS, 1),
   added_p99_ms: round(p99 - FIXED_MS, 1),
   queue_added_p50_ms: round(p50 - directP50, 1),
-  target: { added_p50_ms: 10 },
+  queue_added_p99_ms: round(p99 - directP99, 1),
+  target: { queue_added_p50_ms: 10 },
   kitter_runs: kitter,
   baseline_runs: direct,
   machine: machine(),
@@ -174,10 +175,13 @@ console.log(
 console.log(`  kitter:    p50 ${p50} ms, p99 ${p99} ms`);
 console.log(`  direct:    p50 ${directP50} ms, p99 ${directP99} ms (same calls, no queue)`);
 console.log(
-  `  added by kitter beyond the fixed latency: p50 ${result.added_p50_ms} ms ` +
-    `(target < 10), p99 ${result.added_p99_ms} ms`,
+  `  added by the queue (kitter less direct): p50 ${result.queue_added_p50_ms} ms ` +
+    `(target < 10), p99 ${round(p99 - directP99, 1)} ms`,
 );
-console.log(`  of which beyond the direct calls: p50 ${result.queue_added_p50_ms} ms`);
+console.log(
+  `  beyond the fixed ${FIXED_MS} ms: kitter p50 ${result.added_p50_ms} ms, ` +
+    `direct p50 ${round(directP50 - FIXED_MS, 1)} ms`,
+);
 console.log(`  phases (ms, p50, last run): ${JSON.stringify(kitter[kitter.length - 1].phases)}`);
 await saveResult('sync_latency', result);
 

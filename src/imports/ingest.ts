@@ -62,9 +62,7 @@ export async function ingest(deps: IngestDeps, path: string, options: IngestOpti
     const work: Array<Promise<unknown>> = [deps.store.rejectRows(id, rejected)];
     if (jobs.length > 0) {
       work.push(deps.store.queuedUpTo(id, jobs[jobs.length - 1].data.import!.row));
-      work.push(
-        deps.gateway.submitBulk(JOB_TYPES.userCreate, jobs, { priority: IMPORT_PRIORITY }),
-      );
+      work.push(deps.gateway.submitBulk(JOB_TYPES.userCreate, jobs, { priority: IMPORT_PRIORITY }));
       work.push(deps.store.isCancelled(id).then((yes) => (cancelled ||= yes)));
     }
     await Promise.all(work);

@@ -66,7 +66,7 @@ const REPLICA_WAIT_MS = 1000;
  */
 export class JobGateway {
   private readonly events = new Map<QueueName, QueueEvents>();
-  private readonly waiting = new Map<string, Set<() => void>>();
+  private readonly waiting = new Map<string, Set<(state?: JobState) => void>>();
 
   private readonly redis: RedisClient;
   private readonly prefix: string;
@@ -95,7 +95,7 @@ export class JobGateway {
         connection: options.events,
         prefix: options.prefix,
       });
-      events.on('completed', ({ jobId }) => this.wake(jobId));
+      events.on('completed', ({ jobId }) => this.wake(jobId, 'completed'));
       events.on('failed', ({ jobId }) => this.wake(jobId));
       // Redis outages are reported by the readiness check; QueueEvents reconnects by itself.
       events.on('error', () => undefined);
@@ -220,28 +220,31 @@ export class JobGateway {
   async wait(job: Job, timeoutMs: number): Promise<JobView> {
     const deadline = Date.now() + timeoutMs;
     const id = job.id!;
+    // What the event that woke the wait said: a job known to have completed is read once,
+    // without asking its state first.
+    let known: JobState | undefined;
 
     for (;;) {
-      let wake!: () => void;
-      const woken = new Promise<void>((resolve) => (wake = resolve));
+      let wake!: (state?: JobState) => void;
+      const woken = new Promise<JobState | undefined>((resolve) => (wake = resolve));
       this.listen(id, wake);
 
       try {
-        const view = await this.view(job);
+        const view = await this.view(job, known);
         const left = deadline - Date.now();
         if (view.state === 'succeeded' || view.state === 'failed' || left <= 0) return view;
-        await Promise.race([woken, sleep(Math.min(POLL_MS, left))]);
+        known = await Promise.race([woken, sleep(Math.min(POLL_MS, left), undefined)]);
       } finally {
         this.unlisten(id, wake);
       }
     }
   }
 
-  async view(job: Job): Promise<JobView> {
+  async view(job: Job, known?: JobState): Promise<JobView> {
     let state: JobState | 'unknown';
     let fresh: Job | undefined;
     try {
-      state = await job.getState();
+      state = known ?? (await job.getState());
       const queue = this.queues[job.queueName as QueueName];
       fresh = state === 'completed' || state === 'failed' ? await queue.getJob(job.id!) : job;
     } catch {
@@ -254,20 +257,20 @@ export class JobGateway {
     await Promise.all([...this.events.values()].map((events) => events.close()));
   }
 
-  private listen(id: string, wake: () => void): void {
+  private listen(id: string, wake: (state?: JobState) => void): void {
     let set = this.waiting.get(id);
     if (!set) this.waiting.set(id, (set = new Set()));
     set.add(wake);
   }
 
-  private unlisten(id: string, wake: () => void): void {
+  private unlisten(id: string, wake: (state?: JobState) => void): void {
     const set = this.waiting.get(id);
     set?.delete(wake);
     if (set?.size === 0) this.waiting.delete(id);
   }
 
-  private wake(id: string): void {
-    for (const wake of this.waiting.get(id) ?? []) wake();
+  private wake(id: string, state?: JobState): void {
+    for (const wake of this.waiting.get(id) ?? []) wake(state);
   }
 }
 

@@ -4,7 +4,7 @@ const VERSION = 'v1';
 
 const IV_BYTES = 12;
 
-/** Nonces drawn from the system's CSPRNG this many at a time: one call per row was 6% of an import. */
+/** Nonces drawn from the CSPRNG this many at a time: a call for each was 6% of an import. */
 const IVS_AT_ONCE = 256;
 
 /**
