@@ -10,6 +10,12 @@ export type Delimiter = (typeof DELIMITERS)[number];
 /** The header must end within this many bytes; longer is not a header people write. */
 const HEADER_LIMIT = 64 * 1024;
 
+/**
+ * Nor is a row longer than this. It also keeps one broken quote, or one huge cell, from
+ * growing a single record past what the reader thread may hold (see `ingest.ts`).
+ */
+const RECORD_LIMIT = 64 * 1024;
+
 /** A parsed line of the file: its row number as a spreadsheet shows it (the header is 1). */
 export interface CsvRecord {
   row: number;
@@ -39,6 +45,7 @@ export async function readCsv(input: Readable): Promise<CsvFile> {
     // row numbers stay those a spreadsheet shows.
     skip_empty_lines: false,
     relax_quotes: false,
+    max_record_size: RECORD_LIMIT,
   });
   const source = Readable.from(joinStreams(head, rest));
   source.on('error', (err) => parser.destroy(err));
@@ -77,7 +84,14 @@ async function next(iterator: AsyncIterator<string[]>): Promise<string[] | undef
     const { value, done } = await iterator.next();
     return done ? undefined : value;
   } catch (err) {
-    const message = (err as Error).message;
+    const { code, message } = err as Error & { code?: string };
+    if (code === 'CSV_MAX_RECORD_SIZE') {
+      const line = /at line (\d+)/.exec(message)?.[1];
+      throw errors.validation(
+        `a row is longer than ${RECORD_LIMIT / 1024} KiB${line ? ` (line ${line})` : ''}: ` +
+          'a cell too long, or a quote left open',
+      );
+    }
     throw errors.validation(`the file is not valid CSV: ${message.slice(0, 200)}`);
   }
 }

@@ -144,6 +144,19 @@ describe('bulk CSV imports', function () {
       });
     }
 
+    it('refuses a row longer than 64 KiB (one huge cell) with 400, queuing nothing', async () => {
+      const huge = 'x'.repeat(200_000);
+      const csv = `username,domain,first_name\nada,example.com,Ada\nbob,example.com,"${huge}"\n`;
+      const answer = await importFile(stack, csv);
+
+      expect(answer.status).to.equal(400);
+      expect(answer.body.error).to.match(
+        /^a row is longer than 64 KiB \(line 3\): a cell too long, or a quote left open$/,
+      );
+      expect((await stack.call('GET', '/imports')).body.imports).to.deep.equal([]);
+      expect(stack.keycloak.users()).to.deep.equal([]);
+    });
+
     it('refuses an empty file and a body that is not CSV', async () => {
       const empty = await importFile(stack, '');
       const json = await stack.call('POST', '/imports', { users: [] });
