@@ -12,12 +12,11 @@ import { Redis } from 'ioredis';
 import { freePort, startRedisServer } from '../test/support/redis.js';
 import type { DirectInput, DirectResult } from './direct.js';
 import {
+  alternateRuns,
   apiAnswers,
   kitterEnv,
   LATENCY_MS,
   machine,
-  median,
-  pairedRatio,
   round,
   RUNS,
   saveResult,
@@ -100,19 +99,16 @@ async function measureDirect() {
   };
 }
 
-const kitter = [];
-const direct = [];
-for (let run = 0; run < RUNS; run++) {
-  direct.push(await measureDirect());
-  kitter.push(await measureKitter());
-  console.log(
-    `  run ${run + 1}/${RUNS}: kitter ${kitter[run].users_per_s} users/s, ` +
-      `direct ${direct[run].users_per_s} users/s`,
-  );
-}
-
-const kitterRate = median(kitter.map((k) => k.users_per_s));
-const directRate = median(direct.map((d) => d.users_per_s));
+const {
+  kitterRuns: kitter,
+  baselineRuns: direct,
+  ...paired
+} = await alternateRuns(
+  () => measureDirect(),
+  () => measureKitter(),
+);
+const kitterRate = paired.kitterRate;
+const directRate = paired.baselineRate;
 const result = {
   users: USERS,
   fan_out: FAN_OUT,
@@ -120,11 +116,8 @@ const result = {
   runs: RUNS,
   kitter_users_per_s: kitterRate,
   baseline_users_per_s: directRate,
-  ratio: pairedRatio(
-    kitter.map((k) => k.users_per_s),
-    direct.map((d) => d.users_per_s),
-  ),
-  ratio_of_medians: round(kitterRate / directRate, 2),
+  ratio: paired.ratio,
+  ratio_of_medians: paired.ratioOfMedians,
   // What F calls in flight of LATENCY_MS each allow at most.
   ceiling_users_per_s: round((FAN_OUT * 1000) / LATENCY_MS),
   kitter_runs: kitter,

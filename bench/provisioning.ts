@@ -9,17 +9,8 @@
  *   npm run bench:provisioning     (BENCH_USERS=5000, BENCH_CONCURRENCY=50, BENCH_RUNS=3)
  */
 import { startRedisServer } from '../test/support/redis.js';
-import { measureDirect, measureKitter, type Measurement, type Setup } from './provisioning-run.js';
-import {
-  LATENCY_MS,
-  machine,
-  median,
-  pairedRatio,
-  round,
-  RUNS,
-  saveResult,
-  startBackends,
-} from './support.js';
+import { measureDirect, measureKitter, type Setup } from './provisioning-run.js';
+import { alternateRuns, LATENCY_MS, machine, RUNS, saveResult, startBackends } from './support.js';
 
 const USERS = Number(process.env.BENCH_USERS ?? 5000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 50);
@@ -34,19 +25,16 @@ const setup: Setup = {
   processes: 1,
 };
 
-const kitter: Measurement[] = [];
-const direct: Measurement[] = [];
-for (let run = 0; run < RUNS; run++) {
-  direct.push(await measureDirect(setup, `d${run}`));
-  kitter.push(await measureKitter(setup, `k${run}`));
-  console.log(
-    `  run ${run + 1}/${RUNS}: kitter ${kitter[run].users_per_s} users/s, ` +
-      `direct ${direct[run].users_per_s} users/s`,
-  );
-}
-
-const kitterRate = median(kitter.map((m) => m.users_per_s));
-const directRate = median(direct.map((m) => m.users_per_s));
+const {
+  kitterRuns: kitter,
+  baselineRuns: direct,
+  ...paired
+} = await alternateRuns(
+  (run) => measureDirect(setup, `d${run}`),
+  (run) => measureKitter(setup, `k${run}`),
+);
+const kitterRate = paired.kitterRate;
+const directRate = paired.baselineRate;
 const result = {
   users: USERS,
   concurrency: CONCURRENCY,
@@ -54,11 +42,8 @@ const result = {
   runs: RUNS,
   kitter_users_per_s: kitterRate,
   baseline_users_per_s: directRate,
-  ratio: pairedRatio(
-    kitter.map((m) => m.users_per_s),
-    direct.map((m) => m.users_per_s),
-  ),
-  ratio_of_medians: round(kitterRate / directRate, 2),
+  ratio: paired.ratio,
+  ratio_of_medians: paired.ratioOfMedians,
   failed: kitter.reduce((sum, m) => sum + m.failed, 0),
   target: { ratio: 0.9 },
   kitter_runs: kitter,

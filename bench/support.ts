@@ -295,3 +295,37 @@ export function serveChild(handle: (input: any) => Promise<unknown>): void {
   });
   process.send!({ ready: true });
 }
+
+/**
+ * Measures the baseline and kitter one after the other, RUNS times, printing each run; answers
+ * every run's figures, the medians of users/s and their ratio (the median of each run's own
+ * ratio, and the ratio of the medians).
+ */
+export async function alternateRuns<T extends { users_per_s: number }>(
+  baseline: (run: number) => Promise<T>,
+  kitter: (run: number) => Promise<T>,
+) {
+  const kitterRuns: T[] = [];
+  const baselineRuns: T[] = [];
+  for (let run = 0; run < RUNS; run++) {
+    baselineRuns.push(await baseline(run));
+    kitterRuns.push(await kitter(run));
+    console.log(
+      `  run ${run + 1}/${RUNS}: kitter ${kitterRuns[run].users_per_s} users/s, ` +
+        `direct ${baselineRuns[run].users_per_s} users/s`,
+    );
+  }
+  const kitterRate = median(kitterRuns.map((m) => m.users_per_s));
+  const baselineRate = median(baselineRuns.map((m) => m.users_per_s));
+  return {
+    kitterRuns,
+    baselineRuns,
+    kitterRate,
+    baselineRate,
+    ratio: pairedRatio(
+      kitterRuns.map((m) => m.users_per_s),
+      baselineRuns.map((m) => m.users_per_s),
+    ),
+    ratioOfMedians: round(kitterRate / baselineRate, 2),
+  };
+}
