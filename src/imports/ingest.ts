@@ -5,7 +5,7 @@ import { ApiError, type ErrorCode } from '../errors.js';
 import type { JobGateway } from '../jobs/gateway.js';
 import { JOB_TYPES } from '../jobs/queues.js';
 import type { ReaderInput, ReaderMessage, ReaderReply, RowJob } from './reader.js';
-import type { ImportStore } from './store.js';
+import type { ErrorRow, ImportStore } from './store.js';
 
 export interface IngestDeps {
   store: ImportStore;
@@ -58,7 +58,7 @@ export async function ingest(deps: IngestDeps, path: string, options: IngestOpti
   const writes = new InFlight(WRITES_IN_FLIGHT);
   let cancelled = false;
 
-  const write = async (jobs: RowJob[], rejected: Parameters<ImportStore['rejectRows']>[1]) => {
+  const write = async (jobs: RowJob[], rejected: ErrorRow[]) => {
     const work: Array<Promise<unknown>> = [deps.store.rejectRows(id, rejected)];
     if (jobs.length > 0) {
       work.push(deps.store.queuedUpTo(id, jobs[jobs.length - 1].data.import!.row));

@@ -47,13 +47,13 @@ export type ReaderReply =
   | { type: 'written' };
 
 /** Rows a message carries (and so a round trip to Redis writes). */
-export const CHUNK = 500;
+const CHUNK = 500;
 
 /**
  * Chunks sent and not yet written, at most: the API's thread keeps a few writes in flight and
  * one or two ready behind them; the reader waits beyond that, so a file never piles up in memory.
  */
-export const CHUNKS_AHEAD = 6;
+const CHUNKS_AHEAD = 6;
 
 class Reader {
   private readonly secrets: SecretBox;
