@@ -21,10 +21,12 @@ import { startWacCoreEmulator } from '../src/emulators/wac-core.js';
 import { freePort, startRedisServer } from '../test/support/redis.js';
 import {
   apiAnswers,
+  cpuSeconds,
   machine,
   median,
   pairedRatio,
   peakRssMb,
+  round,
   RUNS,
   saveResult,
   startKitter,
@@ -52,18 +54,32 @@ for (let i = 0; i < ROWS; i++) {
 await writeFile(file, `${lines.join('\n')}\n`);
 const megabytes = (Buffer.byteLength(lines.join('\n')) / 1024 / 1024).toFixed(1);
 
-const runs: Array<{ kitter_rows_per_s: number; baseline_rows_per_s: number; rss_mb: number }> = [];
+const runs: Array<{
+  kitter_rows_per_s: number;
+  baseline_rows_per_s: number;
+  rss_mb: number;
+  kitter_cpu_s: number;
+  baseline_cpu_s: number;
+}> = [];
 for (let run = 0; run < RUNS; run++) {
   await flush();
   const baseline = await runBaseline();
   await flush();
   const kitter = await runKitter();
-  runs.push({ kitter_rows_per_s: kitter.rate, baseline_rows_per_s: baseline, rss_mb: kitter.rss });
+  runs.push({
+    kitter_rows_per_s: kitter.rate,
+    baseline_rows_per_s: baseline.rate,
+    rss_mb: kitter.rss,
+    kitter_cpu_s: kitter.cpu,
+    baseline_cpu_s: baseline.cpu,
+  });
   console.log(`  run ${run + 1}/${RUNS}: ${JSON.stringify(runs[run])}`);
 }
 const kitterRate = median(runs.map((r) => r.kitter_rows_per_s));
 const baselineRate = median(runs.map((r) => r.baseline_rows_per_s));
 const rss = median(runs.map((r) => r.rss_mb));
+const kitterCpu = median(runs.map((r) => r.kitter_cpu_s));
+const baselineCpu = median(runs.map((r) => r.baseline_cpu_s));
 
 const result = {
   rows: ROWS,
@@ -77,6 +93,9 @@ const result = {
   ),
   ratio_of_medians: Math.round((kitterRate / baselineRate) * 100) / 100,
   api_peak_rss_mb: rss,
+  // CPU seconds of the import: the API process (all its threads) against the baseline's.
+  kitter_cpu_s: kitterCpu,
+  baseline_cpu_s: baselineCpu,
   targets: { ratio: 0.7, api_peak_rss_mb: 150 },
   node_args: process.env.BENCH_NODE_ARGS ?? '',
   each_run: runs,
@@ -87,6 +106,7 @@ console.log(`  kitter API:  ${kitterRate} rows/s validated and queued`);
 console.log(`  baseline:    ${baselineRate} rows/s (csv-parse + addBulk, no validation)`);
 console.log(`  ratio:       ${result.ratio} (target >= 0.7)`);
 console.log(`  API peak RSS: ${rss} MB (target < 150 MB)`);
+console.log(`  CPU: API ${kitterCpu} s (all its threads), baseline ${baselineCpu} s`);
 await saveResult('import', result);
 
 await rm(dir, { recursive: true, force: true });
@@ -102,10 +122,11 @@ async function flush(): Promise<void> {
 }
 
 /** What the import path does at its least: parse the file and queue one job a row. */
-async function runBaseline(): Promise<number> {
+async function runBaseline(): Promise<{ rate: number; cpu: number }> {
   const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
   const queue = new Queue('provisioning', { connection, prefix: 'bench-baseline' });
   const started = process.hrtime.bigint();
+  const cpuBefore = process.cpuUsage();
 
   let header: string[] | undefined;
   let chunk: Array<{ name: string; data: unknown; opts: { jobId: string; priority: number } }> = [];
@@ -130,12 +151,13 @@ async function runBaseline(): Promise<number> {
   if (chunk.length > 0) await queue.addBulk(chunk);
 
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const { user, system } = process.cpuUsage(cpuBefore);
   await queue.close();
   await connection.quit();
-  return Math.round(ROWS / seconds);
+  return { rate: Math.round(ROWS / seconds), cpu: round((user + system) / 1e6, 2) };
 }
 
-async function runKitter(): Promise<{ rate: number; rss: number }> {
+async function runKitter(): Promise<{ rate: number; rss: number; cpu: number }> {
   const port = await freePort();
   const api = await startKitter(
     'api',
@@ -153,6 +175,7 @@ async function runKitter(): Promise<{ rate: number; rss: number }> {
     apiAnswers(`http://127.0.0.1:${port}`),
   );
 
+  const cpuBefore = await cpuSeconds(api.child.pid!);
   const started = process.hrtime.bigint();
   const response = await fetch(`http://127.0.0.1:${port}/imports`, {
     method: 'POST',
@@ -166,7 +189,8 @@ async function runKitter(): Promise<{ rate: number; rss: number }> {
     throw new Error(`the import failed: ${response.status} ${JSON.stringify(body)}`);
   }
 
+  const cpu = round((await cpuSeconds(api.child.pid!)) - cpuBefore, 2);
   const rss = await peakRssMb(api.child.pid!);
   await api.stop();
-  return { rate: Math.round(ROWS / seconds), rss };
+  return { rate: Math.round(ROWS / seconds), rss, cpu };
 }

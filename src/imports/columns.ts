@@ -1,7 +1,13 @@
 import Joi from 'joi';
 
 import { errors } from '../errors.js';
-import { userCreateSchema, type UserInput } from '../model/users.js';
+import {
+  splitSecrets,
+  userCreateSchema,
+  type UserInput,
+  type UserSecrets,
+  type UserSpec,
+} from '../model/users.js';
 
 /** The columns an import file may have; matched case-insensitively, spaces around ignored. */
 export const COLUMNS = [
@@ -147,6 +153,22 @@ export function userOfRow(row: RowCells, extraCells: string[]): RowResult {
   });
   if (error) return { reason: describe(error) };
   return { user: user as UserInput };
+}
+
+/**
+ * The user an import row's job creates, made again from the row's cells (kept in the job
+ * without the passwords) and its opened passwords: the same rules, so the same user the
+ * import accepted.
+ */
+export function userOfImportRow(cells: RowCells, secrets: UserSecrets): UserSpec {
+  const row: RowCells = {
+    ...cells,
+    password: secrets.password ?? '',
+    sip_password: secrets.sipPassword ?? '',
+  };
+  const result = userOfRow(row, []);
+  if ('reason' in result) throw errors.validation(`the import row is invalid: ${result.reason}`);
+  return splitSecrets(result.user).spec;
 }
 
 /** Joi's messages name fields by the body's paths; the report names the file's columns. */

@@ -164,9 +164,9 @@ class Reader {
   private rowJob(user: UserInput, row: number, cells: RowCells): RowJob {
     const { importId, requestId } = this.input;
     const { spec, secrets } = splitSecrets(user);
+    // The cells without the passwords, not the user made from them: the worker makes it again.
     const data: UserCreateData = {
       v: 1,
-      user: spec,
       requestId,
       import: { id: importId, row, cells: publicCells(cells) },
     };

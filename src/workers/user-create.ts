@@ -12,7 +12,9 @@ import {
   toWacUser,
   type User,
   type UserSecrets,
+  type UserSpec,
 } from '../model/users.js';
+import { userOfImportRow, type RowCells } from '../imports/columns.js';
 import type { WorkerDeps } from './deps.js';
 import { failAttempt } from './failures.js';
 
@@ -33,23 +35,27 @@ export async function createUser(
   const data = job.data;
   const progress: UserCreateProgress = { ...data.progress };
   const save = async () => job.updateData({ ...data, progress: { ...progress } });
+  // Unknown only when the job data cannot be read, and then nothing was created.
+  let spec: UserSpec | undefined;
 
   try {
     const secrets = data.secrets ? deps.secrets.open<UserSecrets>(data.secrets) : {};
-    return { user: await runSteps(job, deps, secrets, progress, save) };
+    spec = data.user ?? userOfImportRow(data.import!.cells as RowCells, secrets);
+    return { user: await runSteps(job, deps, spec, secrets, progress, save) };
   } catch (err) {
-    throw await failAttempt(job, err, () => undoCreate(job, deps, progress));
+    const made = spec;
+    throw await failAttempt(job, err, made && (() => undoCreate(job, deps, made, progress)));
   }
 }
 
 async function runSteps(
   job: Job<UserCreateData>,
   deps: WorkerDeps,
+  spec: UserSpec,
   secrets: UserSecrets,
   progress: UserCreateProgress,
   save: () => Promise<void>,
 ): Promise<User> {
-  const { user: spec } = job.data;
   const { keycloak, wac } = deps;
 
   const domain = await wac.findDomainByName(spec.attributes.domain);
@@ -58,7 +64,7 @@ async function runSteps(
   if (!progress.keycloakId) {
     progress.keycloakId = await adoptOnConflict(
       () => keycloak.createUser(toKeycloakUser(spec, secrets, job.id!)),
-      () => ownKeycloakUserId(job, deps),
+      () => ownKeycloakUserId(job, deps, spec.username),
     );
     await save();
   }
@@ -114,8 +120,8 @@ async function adoptOnConflict(
   }
 }
 
-async function ownKeycloakUserId(job: Job<UserCreateData>, deps: WorkerDeps) {
-  const existing = await deps.keycloak.findByUsername(job.data.user.username);
+async function ownKeycloakUserId(job: Job<UserCreateData>, deps: WorkerDeps, username: string) {
+  const existing = await deps.keycloak.findByUsername(username);
   return existing?.attributes?.[JOB_ATTRIBUTE]?.[0] === job.id ? existing?.id : undefined;
 }
 
@@ -127,10 +133,10 @@ async function ownKeycloakUserId(job: Job<UserCreateData>, deps: WorkerDeps) {
 async function undoCreate(
   job: Job<UserCreateData>,
   deps: WorkerDeps,
+  spec: UserSpec,
   progress: UserCreateProgress,
 ): Promise<string> {
   const { keycloak, wac } = deps;
-  const { user: spec } = job.data;
   const removed: string[] = [];
   const left: string[] = [];
 
@@ -151,7 +157,7 @@ async function undoCreate(
 
   const keycloakId =
     progress.keycloakId ??
-    (await lookUp(left, 'a Keycloak user', () => ownKeycloakUserId(job, deps)));
+    (await lookUp(left, 'a Keycloak user', () => ownKeycloakUserId(job, deps, spec.username)));
   const wacUserId =
     progress.wacUserId ??
     (keycloakId &&
