@@ -54,6 +54,11 @@ export interface Ordered {
   after?: string;
 }
 
+/** What the `completed` event says of a job; a `failed` event wakes a wait without it. */
+interface JobEnded {
+  result: unknown;
+}
+
 /** The poll that backs up QueueEvents, whose trimmed stream can miss events under load. */
 const POLL_MS = 250;
 
@@ -66,7 +71,7 @@ const REPLICA_WAIT_MS = 1000;
  */
 export class JobGateway {
   private readonly events = new Map<QueueName, QueueEvents>();
-  private readonly waiting = new Map<string, Set<(state?: JobState) => void>>();
+  private readonly waiting = new Map<string, Set<(event?: JobEnded) => void>>();
 
   private readonly redis: RedisClient;
   private readonly prefix: string;
@@ -95,7 +100,7 @@ export class JobGateway {
         connection: options.events,
         prefix: options.prefix,
       });
-      events.on('completed', ({ jobId }) => this.wake(jobId, 'completed'));
+      events.on('completed', ({ jobId, returnvalue }) => this.wake(jobId, { result: returnvalue }));
       events.on('failed', ({ jobId }) => this.wake(jobId));
       // Redis outages are reported by the readiness check; QueueEvents reconnects by itself.
       events.on('error', () => undefined);
@@ -216,35 +221,38 @@ export class JobGateway {
     }
   }
 
-  /** Waits until the job ends or `timeoutMs` passes; answers the job's view either way. */
+  /**
+   * Waits until the job ends or `timeoutMs` passes; answers the job's view either way. A job
+   * the `completed` event names is answered from the event, with the result it carries,
+   * without reading the job back.
+   */
   async wait(job: Job, timeoutMs: number): Promise<JobView> {
     const deadline = Date.now() + timeoutMs;
     const id = job.id!;
-    // What the event that woke the wait said: a job known to have completed is read once,
-    // without asking its state first.
-    let known: JobState | undefined;
 
     for (;;) {
-      let wake!: (state?: JobState) => void;
-      const woken = new Promise<JobState | undefined>((resolve) => (wake = resolve));
+      let wake!: (event?: JobEnded) => void;
+      const woken = new Promise<JobEnded | undefined>((resolve) => (wake = resolve));
       this.listen(id, wake);
 
       try {
-        const view = await this.view(job, known);
+        const view = await this.view(job);
         const left = deadline - Date.now();
         if (view.state === 'succeeded' || view.state === 'failed' || left <= 0) return view;
-        known = await Promise.race([woken, sleep(Math.min(POLL_MS, left), undefined)]);
+        const ended = await Promise.race([woken, sleep(Math.min(POLL_MS, left), undefined)]);
+        if (ended)
+          return { ...view, state: 'succeeded', progress: 100, result: ended.result ?? null };
       } finally {
         this.unlisten(id, wake);
       }
     }
   }
 
-  async view(job: Job, known?: JobState): Promise<JobView> {
+  async view(job: Job): Promise<JobView> {
     let state: JobState | 'unknown';
     let fresh: Job | undefined;
     try {
-      state = known ?? (await job.getState());
+      state = await job.getState();
       const queue = this.queues[job.queueName as QueueName];
       fresh = state === 'completed' || state === 'failed' ? await queue.getJob(job.id!) : job;
     } catch {
@@ -257,20 +265,20 @@ export class JobGateway {
     await Promise.all([...this.events.values()].map((events) => events.close()));
   }
 
-  private listen(id: string, wake: (state?: JobState) => void): void {
+  private listen(id: string, wake: (event?: JobEnded) => void): void {
     let set = this.waiting.get(id);
     if (!set) this.waiting.set(id, (set = new Set()));
     set.add(wake);
   }
 
-  private unlisten(id: string, wake: (state?: JobState) => void): void {
+  private unlisten(id: string, wake: (event?: JobEnded) => void): void {
     const set = this.waiting.get(id);
     set?.delete(wake);
     if (set?.size === 0) this.waiting.delete(id);
   }
 
-  private wake(id: string, state?: JobState): void {
-    for (const wake of this.waiting.get(id) ?? []) wake(state);
+  private wake(id: string, event?: JobEnded): void {
+    for (const wake of this.waiting.get(id) ?? []) wake(event);
   }
 }
 

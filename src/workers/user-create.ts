@@ -57,6 +57,15 @@ async function runSteps(
   save: () => Promise<void>,
 ): Promise<User> {
   const { keycloak, wac } = deps;
+  // Each step's id is saved while the next step runs. A re-run that finds a record whose id was
+  // not saved adopts it by its marks (see adoptOnConflict), so the next step need not wait for
+  // the save; every save has landed before the job ends.
+  const saves: Array<Promise<void>> = [];
+  const saveMeanwhile = () => {
+    const saving = save();
+    saving.catch(() => undefined);
+    saves.push(saving);
+  };
 
   const domain = await wac.findDomainByName(spec.attributes.domain);
   if (!domain) throw errors.unknownDomain(spec.attributes.domain);
@@ -66,7 +75,7 @@ async function runSteps(
       () => keycloak.createUser(toKeycloakUser(spec, secrets, job.id!)),
       () => ownKeycloakUserId(job, deps, spec.username),
     );
-    await save();
+    saveMeanwhile();
   }
   const keycloakId = progress.keycloakId;
 
@@ -78,7 +87,7 @@ async function runSteps(
         return existing?.externalId === keycloakId ? existing.id : undefined;
       },
     );
-    await save();
+    saveMeanwhile();
   }
   const wacUserId = progress.wacUserId;
 
@@ -89,13 +98,14 @@ async function runSteps(
       async () => (await wac.createSipMapping(mapping)).id,
       async () => (await wac.findSipMapping(mapping.ownerUri))?.id,
     );
-    await save();
+    saveMeanwhile();
   }
 
   const [keycloakUser, wacUser, sip] = await Promise.all([
     keycloak.getUser(keycloakId),
     wac.findUser(domain.id, spec.username),
     mapping ? wac.findSipMapping(ownerUriOf(wacUserId)) : undefined,
+    ...saves,
   ]);
   if (!keycloakUser) throw errors.conflict('the user was deleted while it was being created');
   return toApiUser(keycloakUser, wacUser, sip);
