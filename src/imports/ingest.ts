@@ -103,7 +103,8 @@ export async function ingest(deps: IngestDeps, path: string, options: IngestOpti
     }
     throw new Error('the import reader stopped before the end of the file');
   } finally {
-    await writes.drain().catch(() => undefined);
+    // Every write under way has ended, one way or the other, before the request is answered.
+    await writes.settle();
     await reader.worker.terminate();
   }
 }
@@ -114,15 +115,11 @@ export async function ingest(deps: IngestDeps, path: string, options: IngestOpti
  */
 function startReader(input: ReaderInput) {
   const fromSource = import.meta.url.endsWith('.ts');
-  const url = new URL(fromSource ? './reader.ts' : './reader.js', import.meta.url);
-  const options = { workerData: { reader: input }, resourceLimits: READER_LIMITS };
-  const worker = fromSource
-    ? new Worker(
-        `import('tsx/esm/api')` +
-          `.then(({ register }) => (register(), import(${JSON.stringify(url.href)})));`,
-        { ...options, eval: true },
-      )
-    : new Worker(url, options);
+  const entry = fromSource ? './reader-from-source.mjs' : './reader.js';
+  const worker = new Worker(new URL(entry, import.meta.url), {
+    workerData: { reader: input },
+    resourceLimits: READER_LIMITS,
+  });
 
   const queue: ReaderMessage[] = [];
   let failure: Error | undefined;
@@ -164,5 +161,10 @@ class InFlight {
 
   async drain(): Promise<void> {
     while (this.pending.length > 0) await this.pending.shift();
+  }
+
+  /** Waits for all, failed or not. */
+  async settle(): Promise<void> {
+    await Promise.allSettled(this.pending.splice(0));
   }
 }

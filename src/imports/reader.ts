@@ -46,8 +46,15 @@ export type ReaderReply =
   /** A chunk sent earlier has been written: the reader may send one more. */
   | { type: 'written' };
 
-/** Rows a message carries (and so a round trip to Redis writes). */
+/** Rows a message carries (and so a round trip to Redis writes), at most. */
 const CHUNK = 500;
+
+/**
+ * And the cells' characters a message carries, at most: 500 rows of spreadsheet cells are tens
+ * of kilobytes, but a row may be 64 KiB (see `parse.ts`), and 500 of those would outgrow the
+ * reader's heap, and the API's with it.
+ */
+const CHUNK_CHARS = 1024 * 1024;
 
 /**
  * Chunks sent and not yet written, at most: the API's thread keeps a few writes in flight and
@@ -96,9 +103,11 @@ class Reader {
     const counts = { total: 0, valid: 0, invalid: 0 };
     let jobs: RowJob[] = [];
     let rejected: ErrorRow[] = [];
+    let chars = 0;
 
     for await (const record of file.records) {
       counts.total++;
+      for (const cell of record.cells) chars += cell.length;
       const cells = cellsOf(layout, record.cells);
       const result = await this.checkRow(cells, record.cells.slice(width), seen);
 
@@ -111,10 +120,11 @@ class Reader {
         if (!this.input.dryRun) jobs.push(this.rowJob(result.user, record.row, cells));
       }
 
-      if (jobs.length >= CHUNK || rejected.length >= CHUNK) {
+      if (jobs.length >= CHUNK || rejected.length >= CHUNK || chars >= CHUNK_CHARS) {
         await this.send(jobs, rejected);
         jobs = [];
         rejected = [];
+        chars = 0;
       }
     }
     if (jobs.length > 0 || rejected.length > 0) await this.send(jobs, rejected);

@@ -34,16 +34,18 @@ export async function createUser(
 
   const data = job.data;
   const progress: UserCreateProgress = { ...data.progress };
-  const save = async () => job.updateData({ ...data, progress: { ...progress } });
-  // Unknown only when the job data cannot be read, and then nothing was created.
-  let spec: UserSpec | undefined;
+  const saves = new SavesMeanwhile(() => job.updateData({ ...data, progress: { ...progress } }));
+  const cells = data.import?.cells as RowCells | undefined;
+  let spec = data.user;
 
   try {
     const secrets = data.secrets ? deps.secrets.open<UserSecrets>(data.secrets) : {};
-    spec = data.user ?? userOfImportRow(data.import!.cells as RowCells, secrets);
-    return { user: await runSteps(job, deps, spec, secrets, progress, save) };
+    spec ??= userOfImportRow(cells!, secrets);
+    return { user: await runSteps(job, deps, spec, secrets, progress, saves) };
   } catch (err) {
-    const made = spec;
+    // The undo, or the retry, starts once the saves before the failure have landed.
+    await saves.settled();
+    const made = spec ?? whoOfCells(cells!);
     throw await failAttempt(job, err, made && (() => undoCreate(job, deps, made, progress)));
   }
 }
@@ -54,18 +56,9 @@ async function runSteps(
   spec: UserSpec,
   secrets: UserSecrets,
   progress: UserCreateProgress,
-  save: () => Promise<void>,
+  saves: SavesMeanwhile,
 ): Promise<User> {
   const { keycloak, wac } = deps;
-  // Each step's id is saved while the next step runs. A re-run that finds a record whose id was
-  // not saved adopts it by its marks (see adoptOnConflict), so the next step need not wait for
-  // the save; every save has landed before the job ends.
-  const saves: Array<Promise<void>> = [];
-  const saveMeanwhile = () => {
-    const saving = save();
-    saving.catch(() => undefined);
-    saves.push(saving);
-  };
 
   const domain = await wac.findDomainByName(spec.attributes.domain);
   if (!domain) throw errors.unknownDomain(spec.attributes.domain);
@@ -75,7 +68,7 @@ async function runSteps(
       () => keycloak.createUser(toKeycloakUser(spec, secrets, job.id!)),
       () => ownKeycloakUserId(job, deps, spec.username),
     );
-    saveMeanwhile();
+    saves.start();
   }
   const keycloakId = progress.keycloakId;
 
@@ -87,7 +80,7 @@ async function runSteps(
         return existing?.externalId === keycloakId ? existing.id : undefined;
       },
     );
-    saveMeanwhile();
+    saves.start();
   }
   const wacUserId = progress.wacUserId;
 
@@ -98,17 +91,55 @@ async function runSteps(
       async () => (await wac.createSipMapping(mapping)).id,
       async () => (await wac.findSipMapping(mapping.ownerUri))?.id,
     );
-    saveMeanwhile();
+    saves.start();
   }
 
   const [keycloakUser, wacUser, sip] = await Promise.all([
     keycloak.getUser(keycloakId),
     wac.findUser(domain.id, spec.username),
     mapping ? wac.findSipMapping(ownerUriOf(wacUserId)) : undefined,
-    ...saves,
+    saves.landed(),
   ]);
   if (!keycloakUser) throw errors.conflict('the user was deleted while it was being created');
   return toApiUser(keycloakUser, wacUser, sip);
+}
+
+/**
+ * Who an import row's job creates when its passwords could not be opened: the undo needs only
+ * the name and the domain, as the row's rules make them. None when the cells do not say.
+ */
+function whoOfCells(cells: RowCells): UserSpec | undefined {
+  try {
+    return userOfImportRow({ username: cells.username, domain: cells.domain }, {});
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The job's progress, saved after each step while the next step runs. A re-run that finds a
+ * record whose id was not saved adopts it by its marks (see adoptOnConflict), so no step need
+ * wait for the save before it; every save has landed before the job ends.
+ */
+class SavesMeanwhile {
+  private readonly pending: Array<Promise<void>> = [];
+
+  constructor(private readonly save: () => Promise<void>) {}
+
+  start(): void {
+    const saving = this.save();
+    // A failed save surfaces through `landed`, not as an unhandled rejection.
+    saving.catch(() => undefined);
+    this.pending.push(saving);
+  }
+
+  async landed(): Promise<void> {
+    await Promise.all(this.pending);
+  }
+
+  async settled(): Promise<void> {
+    await Promise.allSettled(this.pending);
+  }
 }
 
 /**

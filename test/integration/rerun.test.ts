@@ -149,6 +149,47 @@ describe('jobs run again after a crash at any step', function () {
     expect(stack.wac.users()).to.deep.equal([]);
   });
 
+  /** An import row's job: the row's cells without passwords, and the passwords sealed. */
+  function importRowJobData(progress: Record<string, string>, sealWith = box()) {
+    const cells = { username: 'Ada', domain: 'example.com', email: 'ada@example.com' };
+    const secrets = sealWith.seal({ password: 'Secret-Pass-4242' });
+    return { v: 1, import: { id: 'some-import', row: 2, cells }, secrets, progress };
+  }
+
+  it('an import row job finishes once when it crashed after Keycloak made the user', async () => {
+    const jobId = 'crashed-import-row';
+    const keycloakId = made.keycloak(jobId);
+
+    await provisioning.add('user.create', importRowJobData({ keycloakId }), {
+      jobId,
+      attempts: 3,
+    });
+    const job = await waitForJob(stack, jobId);
+
+    expect(job.state, JSON.stringify(job.error)).to.equal('succeeded');
+    expect(stack.keycloak.users()).to.have.length(1);
+    expect(stack.wac.users()).to.have.length(1);
+    expect(stack.wac.users()[0]).to.include({ username: 'ada', externalId: keycloakId });
+    expect(job.result.user).to.include({ id: keycloakId, username: 'ada' });
+  });
+
+  it('undoes an import row job whose passwords cannot be opened (another key)', async () => {
+    const jobId = 'unreadable-import-row';
+    const keycloakId = made.keycloak(jobId);
+    const otherKey = new SecretBox('a-key-this-stack-does-not-have');
+
+    await provisioning.add('user.create', importRowJobData({ keycloakId }, otherKey), {
+      jobId,
+      attempts: 1,
+    });
+    const job = await waitForJob(stack, jobId);
+
+    expect(job.state).to.equal('failed');
+    expect(job.error.error).to.include(`removed the Keycloak user ${keycloakId}`);
+    expect(stack.keycloak.users()).to.deep.equal([]);
+    expect(stack.wac.users()).to.deep.equal([]);
+  });
+
   const deleteCases: Array<{ boundary: string; leave: (keycloakId: string) => Promise<void> }> = [
     {
       boundary: 'after the SIP mapping was deleted',
