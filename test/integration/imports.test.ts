@@ -353,6 +353,22 @@ describe('bulk CSV imports', function () {
       expect(cancel.body.error).to.include('has finished');
     });
 
+    it('takes five files sent at once (read two at a time) and queues every row of each', async () => {
+      const files = [0, 1, 2, 3, 4].map((n) => {
+        const rows = Array.from({ length: 50 }, (_, i) => `f${n}u${i},example.com`);
+        return ['username,domain', ...rows].join('\n');
+      });
+      const answers = await Promise.all(files.map((csv) => importFile(stack, csv)));
+
+      for (const answer of answers) {
+        expect(answer.status).to.equal(202);
+        expect(answer.body.import).to.include({ total: 50, valid: 50, invalid: 0 });
+      }
+      const views = await Promise.all(answers.map((a) => settled(stack, a.body.import.id)));
+      expect(views.map((view) => view.succeeded)).to.deep.equal([50, 50, 50, 50, 50]);
+      expect(stack.keycloak.users()).to.have.length(250);
+    });
+
     it('lets a single POST /users through while an import is queued', async () => {
       stack.keycloak.faults.set({ latency_ms: 20, paths: '^POST /admin' });
       const answer = await importFile(stack, file(1000));

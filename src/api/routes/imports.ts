@@ -14,6 +14,7 @@ import { koaBody } from 'koa-body';
 import { ApiError, errors } from '../../errors.js';
 import { SECRET_COLUMNS, type Column } from '../../imports/columns.js';
 import { ingest } from '../../imports/ingest.js';
+import { Slots } from '../../limit.js';
 import { JOB_TYPES } from '../../jobs/queues.js';
 import type { ImportCancelData } from '../../jobs/types.js';
 import type { ApiDeps } from '../deps.js';
@@ -33,6 +34,12 @@ export const importIdPath = Joi.object({
 const CSV_TYPES = ['text/csv', 'application/csv', 'text/plain'];
 
 /**
+ * Files read at once by one API process; more wait their turn (their uploads already on disk).
+ * Each takes a reader thread with a heap of up to 56 MB, and the writes to Redis of its rows.
+ */
+const IMPORTS_AT_ONCE = 2;
+
+/**
  * Bulk imports. The upload is written to a temporary file (never held in memory), read once to
  * check it is CSV with a known header, then again to validate and queue its rows; the
  * temporary file is removed when the request ends.
@@ -40,6 +47,7 @@ const CSV_TYPES = ['text/csv', 'application/csv', 'text/plain'];
 export function importRoutes(deps: ApiDeps): Router<ApiState> {
   const router = new Router<ApiState>();
   const maxBytes = deps.config.importMaxBytes;
+  const reading = new Slots(IMPORTS_AT_ONCE);
   const multipart = koaBody({
     multipart: true,
     json: false,
@@ -66,15 +74,17 @@ export function importRoutes(deps: ApiDeps): Router<ApiState> {
 
     const upload = await receive(ctx, multipart, maxBytes);
     try {
-      await ingest(
-        {
-          store: deps.imports,
-          gateway: deps.gateway,
-          domains: deps.domains,
-          secretKey: deps.config.secretKey,
-        },
-        upload.path,
-        { id, dryRun: query.dry_run, filename: upload.filename, requestId: ctx.state.requestId },
+      await reading.run(() =>
+        ingest(
+          {
+            store: deps.imports,
+            gateway: deps.gateway,
+            domains: deps.domains,
+            secretKey: deps.config.secretKey,
+          },
+          upload.path,
+          { id, dryRun: query.dry_run, filename: upload.filename, requestId: ctx.state.requestId },
+        ),
       );
     } finally {
       await upload.remove();

@@ -1,0 +1,48 @@
+import { expect } from 'chai';
+
+import { Slots } from '../../src/limit.js';
+
+describe('slots', () => {
+  const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+  it('runs at most the limit at once; the rest start in the order they came', async () => {
+    const slots = new Slots(2);
+    const started: number[] = [];
+    const finish: Array<() => void> = [];
+    const runs = [0, 1, 2, 3].map((n) =>
+      slots.run(async () => {
+        started.push(n);
+        await new Promise<void>((resolve) => (finish[n] = resolve));
+        return n * 10;
+      }),
+    );
+
+    await tick();
+    expect(started).to.deep.equal([0, 1]);
+    finish[1]();
+    await tick();
+    expect(started).to.deep.equal([0, 1, 2]);
+    finish[0]();
+    await tick();
+    expect(started).to.deep.equal([0, 1, 2, 3]);
+    finish[2]();
+    finish[3]();
+    expect(await Promise.all(runs)).to.deep.equal([0, 10, 20, 30]);
+  });
+
+  it('frees the slot of a run that fails', async () => {
+    const slots = new Slots(1);
+    const failed = slots.run(async () => {
+      throw new Error('no');
+    });
+    const next = slots.run(async () => 'ran');
+
+    const outcome = await failed.then(
+      () => 'ran',
+      (err: Error) => err.message,
+    );
+
+    expect(outcome).to.equal('no');
+    expect(await next).to.equal('ran');
+  });
+});
