@@ -353,7 +353,7 @@ describe('bulk CSV imports', function () {
       expect(cancel.body.error).to.include('has finished');
     });
 
-    it('takes five files sent at once (read two at a time) and queues every row of each', async () => {
+    it('takes five files sent at once (read two at a time), queuing every row', async () => {
       const files = [0, 1, 2, 3, 4].map((n) => {
         const rows = Array.from({ length: 50 }, (_, i) => `f${n}u${i},example.com`);
         return ['username,domain', ...rows].join('\n');
