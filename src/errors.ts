@@ -65,6 +65,8 @@ export const errors = {
   methodNotAllowed: (method: string, path: string, allowed: string) =>
     new ApiError(405, 'method_not_allowed', `${path} does not take ${method}; use ${allowed}`),
   conflict: (message: string) => new ApiError(409, 'conflict', message),
+  importFinished: (id: string) =>
+    new ApiError(409, 'conflict', `import ${id} has finished; there is nothing left to cancel`),
   payloadTooLarge: (limit: string) =>
     new ApiError(413, 'payload_too_large', `the request body is larger than ${limit}`),
   unsupportedMediaType: (expected: string) =>

@@ -52,7 +52,8 @@ export function createApp(deps: ApiDeps): Koa<ApiState> {
   const imports = importRoutes(deps);
   app.use(imports.routes());
   app.use(imports.allowedMethods());
-  app.use(jsonBody());
+  // Only for a route that exists: another method on a known path is 405, whatever its body.
+  app.use(jsonBody((ctx) => secured.some((router) => router.match(ctx.path, ctx.method).route)));
   for (const router of secured) {
     app.use(router.routes());
     app.use(router.allowedMethods());

@@ -103,8 +103,13 @@ function toApiError(err: unknown): ApiError {
 
 export const JSON_LIMIT = '1mb';
 
-/** Parses JSON bodies of writes: 415 for another content type, 400 for malformed JSON. */
-export function jsonBody(): Koa.Middleware<ApiState> {
+/**
+ * Parses JSON bodies of the requests `routed` says a route takes: 415 for another content type,
+ * 400 for malformed JSON.
+ */
+export function jsonBody(
+  routed: (ctx: Koa.ParameterizedContext<ApiState>) => boolean,
+): Koa.Middleware<ApiState> {
   const parse = koaBody({
     json: true,
     jsonStrict: true,
@@ -119,6 +124,7 @@ export function jsonBody(): Koa.Middleware<ApiState> {
   });
 
   return async (ctx, next) => {
+    if (!routed(ctx)) return next();
     const hasBody = ctx.request.length > 0 || ctx.get('Transfer-Encoding') !== '';
     if (hasBody && !ctx.is('application/json')) {
       throw errors.unsupportedMediaType('application/json');

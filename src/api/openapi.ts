@@ -764,14 +764,22 @@ export const operations: OperationSpec[] = [
     path: '/imports/{id}',
     tag: 'imports',
     summary: 'Cancel an import',
-    description: 'Rows not started are dropped (counted as `cancelled`); rows done stay done.',
+    description:
+      'Cancelled at once: rows not started are dropped (counted as `cancelled`) by a job that ' +
+      'clears them from the queue, and by workers that reach one first; rows running end and ' +
+      'count as they end; rows done stay done. Sent again, it answers the same.',
     params: importIdPath,
-    job: true,
     responses: {
       200: {
-        description: 'Cancelled.',
+        description: 'Cancelled; `cancelled` grows as the rows not started are dropped.',
         schema: ref('ImportAnswer'),
         example: { import: { ...EXAMPLE_IMPORT, state: 'cancelled' } },
+        headers: {
+          'Kitter-Job': {
+            description: 'The job that clears the rows not started; read it at `/jobs/{id}`.',
+            schema: { type: 'string' },
+          },
+        },
       },
       404: '`not_found`: no such import.',
       409: '`conflict`: the import has finished; nothing is left to cancel.',

@@ -24,3 +24,14 @@ export function validate<T>(schema: Joi.Schema, value: unknown, what = 'the requ
   const more = details.length > 1 ? ` (and ${details.length - 1} more problems)` : '';
   throw errors.validation(`${what} is invalid: ${where}${first.message}${more}`, details);
 }
+
+/**
+ * Validates a write's JSON body; a request without one (no bytes at all) is refused as such,
+ * where a schema alone would take the missing body for an empty one.
+ */
+export function validateBody<T>(schema: Joi.Schema, body: unknown): T {
+  if (body === undefined) {
+    throw errors.validation('the request body is missing: send a JSON object');
+  }
+  return validate<T>(schema, body);
+}

@@ -56,6 +56,16 @@ end
 return 1
 `;
 
+/** Ends an import as cancelled unless it has ended already; answers which. */
+const CANCEL = `
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'finished' then return 'finished' end
+if state == 'cancelled' then return 'already' end
+redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[1])
+for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[2]) end
+return 'cancelled'
+`;
+
 /**
  * Imports in Redis: a hash of counts and state per import, the set of rows that ended, and
  * the rejected and failed rows (without secrets) for the error report. The file itself is not
@@ -154,14 +164,20 @@ export class ImportStore {
   }
 
   /**
-   * Marks the import cancelled, so an upload still being read stops; answers false when it had
-   * already finished (nothing is left to cancel).
+   * Marks the import cancelled, at once and once: an upload still being read stops, and rows
+   * not started are dropped as workers reach them. Answers `finished` when it had ended first
+   * (nothing is left to cancel), `already` when it was cancelled before.
    */
-  async cancel(id: string): Promise<boolean> {
-    const state = await this.redis.hget(this.key(id), 'state');
-    if (state === 'finished') return false;
-    await this.end(id, 'cancelled');
-    return true;
+  async cancel(id: string): Promise<'cancelled' | 'already' | 'finished'> {
+    const parts = ['', ':ended', ':errors', ':error-rows'].map((part) => this.key(id, part));
+    const answer = await this.redis.eval(
+      CANCEL,
+      parts.length,
+      ...parts,
+      new Date().toISOString(),
+      String(KEEP_S),
+    );
+    return answer as 'cancelled' | 'already' | 'finished';
   }
 
   async isCancelled(id: string): Promise<boolean> {

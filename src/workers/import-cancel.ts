@@ -12,8 +12,10 @@ const IN_FLIGHT = 50;
 
 /**
  * Cancels an import: rows not started are removed from the queue and counted as cancelled;
- * rows running go on and count as they end; rows done stay done. Safe to run twice: a row
- * already removed is simply not found again.
+ * rows running go on and count as they end; rows done stay done. The API has marked the import
+ * cancelled already (and workers drop its rows as they reach them meanwhile); this clears the
+ * queue of the rest, from the last row back, away from where workers take rows. Safe to run
+ * twice: a row already removed is simply not found again.
  */
 export async function cancelImport(
   job: Job<ImportCancelData>,
@@ -26,15 +28,11 @@ export async function cancelImport(
   const { importId } = job.data;
   const provisioning = deps.queues.provisioning;
   try {
-    const before = await deps.imports.get(importId);
-    if (!before) throw errors.notFound(`import ${importId}`);
-    if (before.state === 'finished') {
-      throw errors.conflict(`import ${importId} has finished; there is nothing left to cancel`);
-    }
-    await deps.imports.cancel(importId);
+    if (!(await deps.imports.exists(importId))) throw errors.notFound(`import ${importId}`);
+    if ((await deps.imports.cancel(importId)) === 'finished') throw errors.importFinished(importId);
 
     const last = await deps.imports.lastRow(importId);
-    const rows = Array.from({ length: Math.max(0, last - 1) }, (_, i) => i + 2);
+    const rows = Array.from({ length: Math.max(0, last - 1) }, (_, i) => last - i);
     await mapLimited(rows, IN_FLIGHT, async (row) => {
       const removed = await removeIfWaiting(provisioning, `imp-${importId}-r${row}`);
       if (removed) await deps.imports.recordOutcome(importId, row, 'cancelled');

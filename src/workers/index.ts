@@ -82,13 +82,17 @@ export function startWorkers(deps: WorkerDeps, options: WorkerOptions): RunningW
   );
 
   const withQueues: WorkerDeps = { ...deps, queues: Object.fromEntries(lookups) };
+  const cancelled = new CancelledImports(deps.imports);
 
   const start = (name: QueueName, concurrency: number) => {
     const queue = lookups.get(name)!;
     const worker: Worker = new Worker(
       name,
       (job, token) =>
-        runJob(job, token, { queue, worker, deps: withQueues, metrics: options.metrics }),
+        runJob(job, token, {
+          ...{ queue, worker, deps: withQueues, cancelled },
+          metrics: options.metrics,
+        }),
       {
         connection,
         prefix,
@@ -147,6 +151,7 @@ interface JobContext {
   queue: Queue;
   worker: Worker;
   deps: WorkerDeps;
+  cancelled: CancelledImports;
   metrics?: Pick<Metrics, 'jobAttempt'>;
 }
 
@@ -163,6 +168,16 @@ async function runJob(job: Job, token: string | undefined, context: JobContext) 
   };
   const processor = PROCESSORS[job.name as JobType];
   if (!processor) throw new UnrecoverableError(`500 internal_error: unknown job type ${job.name}`);
+
+  const row = (job.data as { import?: ImportRow }).import;
+  if (row && neverStarted(job) && (await context.cancelled.has(row.id))) {
+    // A row of a cancelled import that had not started: dropped, as the cancel would have.
+    // One that ran before (a retry, a re-run after a crash) goes on, and its undo with it.
+    await removeSecrets(job);
+    await deps.imports.recordOutcome(row.id, row.row, 'cancelled');
+    deps.logger.info({ ...fields, outcome: 'cancelled' }, 'job');
+    return { cancelled: `import ${row.id} was cancelled before this row started` };
+  }
 
   try {
     if ((job.data as SecretsCarrier).secretsRemoved) throw secretsGone();
@@ -189,6 +204,37 @@ async function runJob(job: Job, token: string | undefined, context: JobContext) 
       'job',
     );
     throw err;
+  }
+}
+
+/** This is the job's first start, and it has saved nothing yet. */
+function neverStarted(job: Job): boolean {
+  return job.attemptsStarted <= 1 && (job.data as { progress?: unknown }).progress === undefined;
+}
+
+/** How long a worker trusts what it read of an import's state before it reads it again. */
+const CANCELLED_FOR_MS = 1000;
+
+/**
+ * Whether an import has been cancelled, read at most once a second per import: a cancel is
+ * seen by every row that starts after it, a second late at most, without a read per row.
+ */
+class CancelledImports {
+  private readonly seen = new Map<string, { cancelled: boolean; at: number }>();
+
+  constructor(private readonly imports: WorkerDeps['imports']) {}
+
+  async has(id: string): Promise<boolean> {
+    const now = Date.now();
+    const known = this.seen.get(id);
+    if (known && (known.cancelled || now - known.at < CANCELLED_FOR_MS)) return known.cancelled;
+
+    const cancelled = await this.imports.isCancelled(id);
+    // Imports come and go: the map never holds more than the few read in the last second.
+    for (const [other, { at }] of this.seen)
+      if (now - at >= CANCELLED_FOR_MS) this.seen.delete(other);
+    this.seen.set(id, { cancelled, at: now });
+    return cancelled;
   }
 }
 

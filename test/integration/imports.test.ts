@@ -8,8 +8,10 @@ import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { stringify as stringifyCsv } from 'csv-stringify/sync';
+import { Redis } from 'ioredis';
 
-import { startStack, type Stack } from '../support/stack.js';
+import { ImportStore } from '../../src/imports/store.js';
+import { API_TOKEN, rawRequest, startStack, type Stack } from '../support/stack.js';
 
 const fixture = (name: string) =>
   readFileSync(new URL(`../fixtures/imports/${name}`, import.meta.url), 'utf8');
@@ -159,10 +161,36 @@ describe('bulk CSV imports', function () {
 
     it('refuses an empty file and a body that is not CSV', async () => {
       const empty = await importFile(stack, '');
+      const none = await stack.call('POST', '/imports', undefined, CSV);
       const json = await stack.call('POST', '/imports', { users: [] });
 
-      expect(empty.status).to.equal(400);
+      for (const answer of [empty, none]) {
+        expect(answer.status).to.equal(400);
+        expect(answer.body.error).to.equal('the file is empty: it needs a header line');
+      }
       expect(json.status).to.equal(415);
+    });
+
+    it('refuses a file declared larger than the limit with 413, before reading it', async () => {
+      // Headers only: the answer must come without the 300 MB the request announces.
+      const head = [
+        'POST /imports HTTP/1.1',
+        'Host: 127.0.0.1',
+        `Authorization: Bearer ${API_TOKEN}`,
+        'Content-Type: text/csv',
+        'Content-Length: 300000000',
+      ];
+      const answer = await rawRequest(stack.service.url!, `${head.join('\r\n')}\r\n\r\n`);
+
+      expect(answer).to.match(/^HTTP\/1.1 413 /);
+      expect(answer).to.include('"code":"payload_too_large"');
+    });
+
+    it('answers 405 to another method on /imports, whatever the body', async () => {
+      const answer = await stack.call('PUT', '/imports', 'username,domain\n', CSV);
+
+      expect(answer.status).to.equal(405);
+      expect(answer.headers.get('allow')).to.include('POST');
     });
   });
 
@@ -329,10 +357,16 @@ describe('bulk CSV imports', function () {
       const answer = await importFile(stack, file(500));
 
       await new Promise((resolve) => setTimeout(resolve, 300));
+      const asked = Date.now();
       const cancelled = await stack.call('DELETE', `/imports/${answer.body.import.id}`);
+      const answeredInMs = Date.now() - asked;
       const view = await settled(stack, answer.body.import.id);
 
       expect(cancelled.status).to.equal(200);
+      // At once, not after the job that clears the queue (it once waited for it, 10 s).
+      expect(answeredInMs).to.be.below(2000);
+      expect(cancelled.body.import.state).to.equal('cancelled');
+      expect(cancelled.headers.get('kitter-job')).to.equal(`imp-${answer.body.import.id}-cancel`);
       expect(view.state).to.equal('cancelled');
       expect(view.cancelled).to.be.greaterThan(0);
       expect(view.succeeded).to.be.greaterThan(0);
@@ -341,6 +375,29 @@ describe('bulk CSV imports', function () {
       const again = await stack.call('DELETE', `/imports/${answer.body.import.id}`);
       expect(again.status).to.equal(200);
       expect(again.body.import).to.deep.include({ state: 'cancelled', cancelled: view.cancelled });
+    });
+
+    it('drops rows of a cancelled import that workers reach before the clearing job', async () => {
+      stack.keycloak.faults.set({ latency_ms: 20, paths: '^POST /admin' });
+      const answer = await importFile(stack, file(300));
+      const id = answer.body.import.id;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+
+      // The cancel's first half alone, as the API makes it: no job clears the queue.
+      const redis = new Redis(stack.config.redisUrl);
+      try {
+        expect(await new ImportStore(redis, stack.config.queuePrefix).cancel(id)).to.equal(
+          'cancelled',
+        );
+      } finally {
+        redis.disconnect();
+      }
+      const view = await settled(stack, id);
+
+      expect(view.state).to.equal('cancelled');
+      expect(view.cancelled).to.be.greaterThan(0);
+      expect(view.succeeded + view.failed + view.cancelled).to.equal(300);
+      expect(stack.keycloak.users()).to.have.length(view.succeeded);
     });
 
     it('answers 409 to a cancel of an import that has finished', async () => {

@@ -20,7 +20,7 @@ import {
 import type { ApiDeps } from '../deps.js';
 import type { ApiState } from '../middleware.js';
 import { wacId } from '../params.js';
-import { validate } from '../validate.js';
+import { validate, validateBody } from '../validate.js';
 import { submitWrite } from '../writes.js';
 
 export const domainListQuery = Joi.object({
@@ -58,7 +58,7 @@ export function domainRoutes(deps: ApiDeps): Router<ApiState> {
   });
 
   router.post('/domains', async (ctx) => {
-    const body = validate<{ domain: DomainInput }>(domainCreateBody, ctx.request.body);
+    const body = validateBody<{ domain: DomainInput }>(domainCreateBody, ctx.request.body);
     const data: DomainCreateData = { v: 1, domain: body.domain, requestId: ctx.state.requestId };
 
     await submitWrite(ctx, deps, JOB_TYPES.domainCreate, data, {
@@ -74,7 +74,7 @@ export function domainRoutes(deps: ApiDeps): Router<ApiState> {
 
   router.patch('/domains/:id', async (ctx) => {
     const { id } = validate<{ id: string }>(domainIdPath, ctx.params, 'the path');
-    const changes = validate<DomainPatch>(domainPatchSchema, ctx.request.body);
+    const changes = validateBody<DomainPatch>(domainPatchSchema, ctx.request.body);
     const current = await existingDomain(deps, { id });
 
     const data: DomainUpdateData = { v: 1, domainId: id, changes, requestId: ctx.state.requestId };

@@ -7,7 +7,7 @@ import type { HtableCreateData, HtableDeleteData } from '../../jobs/types.js';
 import type { ApiDeps } from '../deps.js';
 import type { ApiState } from '../middleware.js';
 import { paginate, type Page } from '../params.js';
-import { validate } from '../validate.js';
+import { validate, validateBody } from '../validate.js';
 import { submitWrite } from '../writes.js';
 
 const entryName = Joi.string().trim().min(1).max(255);
@@ -51,7 +51,7 @@ export function htableRoutes(deps: ApiDeps): Router<ApiState> {
   });
 
   router.post('/htable', async (ctx) => {
-    const entry = validate<WacHtableEntry>(htableCreateBody, ctx.request.body);
+    const entry = validateBody<WacHtableEntry>(htableCreateBody, ctx.request.body);
     const data: HtableCreateData = { v: 1, entry, requestId: ctx.state.requestId };
 
     await submitWrite(ctx, deps, JOB_TYPES.htableCreate, data, {

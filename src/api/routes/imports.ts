@@ -20,7 +20,6 @@ import type { ImportCancelData } from '../../jobs/types.js';
 import type { ApiDeps } from '../deps.js';
 import type { ApiContext, ApiState } from '../middleware.js';
 import { validate } from '../validate.js';
-import { submitWrite } from '../writes.js';
 
 export const importQuery = Joi.object({ dry_run: Joi.boolean().default(false) });
 
@@ -32,6 +31,9 @@ export const importIdPath = Joi.object({
 });
 
 const CSV_TYPES = ['text/csv', 'application/csv', 'text/plain'];
+
+/** What a multipart body carries beside its file: boundaries, the part's headers. */
+const MULTIPART_SLACK = 64 * 1024;
 
 /**
  * Files read at once by one API process; more wait their turn (their uploads already on disk).
@@ -124,13 +126,19 @@ export function importRoutes(deps: ApiDeps): Router<ApiState> {
     ctx.body = report;
   });
 
+  // Cancelled at once; a job then clears the queue of the rows not started (workers that reach
+  // one meanwhile drop it). Sent again, it answers the same; the clearing is queued once.
   router.delete('/imports/:id', async (ctx) => {
-    const found = await existingImport(deps, ctx.params);
-    const data: ImportCancelData = { v: 1, importId: found.id, requestId: ctx.state.requestId };
-    await submitWrite(ctx, deps, JOB_TYPES.importCancel, data, {
-      orderKey: `import:${found.id}`,
-      status: 200,
+    const { id } = await existingImport(deps, ctx.params);
+    if ((await deps.imports.cancel(id)) === 'finished') throw errors.importFinished(id);
+
+    const data: ImportCancelData = { v: 1, importId: id, requestId: ctx.state.requestId };
+    const job = await deps.gateway.submit(JOB_TYPES.importCancel, data, {
+      jobId: `imp-${id}-cancel`,
+      orderKey: `import:${id}`,
     });
+    ctx.set('Kitter-Job', job.id!);
+    ctx.body = { import: (await deps.imports.get(id))! };
   });
 
   return router;
@@ -169,6 +177,17 @@ async function receive(
   multipart: ReturnType<typeof koaBody>,
   maxBytes: number,
 ): Promise<Upload> {
+  // Refused before a byte is read: a body without a byte, and one that says it is too large.
+  const declared = ctx.request.length;
+  if (!declared && ctx.get('Transfer-Encoding') === '') {
+    throw errors.validation('the file is empty: it needs a header line');
+  }
+  if (declared > maxBytes + (ctx.is('multipart/form-data') ? MULTIPART_SLACK : 0)) {
+    // Its body is not read: the connection ends with the answer instead of taking it all in.
+    ctx.set('Connection', 'close');
+    throw tooLarge(maxBytes);
+  }
+
   if (ctx.is('multipart/form-data')) {
     await multipart(ctx as never, async () => undefined);
     const file = ctx.request.files?.file;

@@ -28,7 +28,7 @@ import {
 import type { ApiDeps } from '../deps.js';
 import type { ApiState } from '../middleware.js';
 import { keycloakId, paginate, type Page } from '../params.js';
-import { validate } from '../validate.js';
+import { validate, validateBody } from '../validate.js';
 import { submitWrite } from '../writes.js';
 
 export const userCreateBody = Joi.object({ user: userCreateSchema.required() });
@@ -89,7 +89,7 @@ export function userRoutes(deps: ApiDeps): Router<ApiState> {
   });
 
   router.post('/users', async (ctx) => {
-    const { user } = validate<{ user: UserInput }>(userCreateBody, ctx.request.body);
+    const { user } = validateBody<{ user: UserInput }>(userCreateBody, ctx.request.body);
 
     // Refused here, before anything is queued: nothing is written for an unknown domain.
     const domain = await deps.domains.byName(user.attributes.domain);
@@ -129,7 +129,7 @@ export function userRoutes(deps: ApiDeps): Router<ApiState> {
 
   router.patch('/users/:id', async (ctx) => {
     const { id } = validate<{ id: string }>(userIdPath, ctx.params, 'the path');
-    const patch = validate<UserPatch>(userPatchSchema, ctx.request.body);
+    const patch = validateBody<UserPatch>(userPatchSchema, ctx.request.body);
     const current = await existingUser(deps, id);
 
     const domain = patch.attributes?.domain;
