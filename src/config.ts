@@ -81,7 +81,7 @@ const HOST_PORT_LIST = new RegExp(`^${HOST_PORT}(,${HOST_PORT})*$`);
 
 const schema = Joi.object({
   PORT: Joi.number().integer().min(0).max(65535).default(3000),
-  HOST: Joi.string().default('0.0.0.0'),
+  HOST: Joi.string(),
   REDIS_URL: Joi.string()
     .uri({ scheme: ['redis', 'rediss'] })
     .default('redis://127.0.0.1:6379'),
@@ -192,7 +192,8 @@ export function loadConfig(mode: Mode, env: Env = process.env): Config {
   return {
     mode,
     port: value.PORT,
-    host: value.HOST,
+    // The demo's token is in the README: its API stays on this machine unless HOST says.
+    host: value.HOST ?? (demo ? '127.0.0.1' : '0.0.0.0'),
     redis,
     redisUrl: redis.kind === 'single' ? redis.url : '',
     queuePrefix:

@@ -675,8 +675,9 @@ export const operations: OperationSpec[] = [
       '`user.create` jobs behind single requests. Delimiter (`,` `;` tab), byte order mark and ' +
       'line ends are detected. Columns: ' +
       `${COLUMNS.join(', ')} (\`capabilities\` separated by \`|\`). The same ` +
-      '`Idempotency-Key` names the same import: sending a cut-off upload again goes on where ' +
-      'it stopped, queuing no row twice.',
+      '`Idempotency-Key` names the same import: the same file sent again answers it (with ' +
+      '`Idempotent-Replayed: true`), and goes on where it stopped if the first upload was cut ' +
+      "off, queuing no row twice; another file, or a dry run's key on the real import, is 409.",
     query: importQuery,
     notes: { dry_run: 'Validate and report only; nothing is queued.' },
     rawBody: {
@@ -704,6 +705,9 @@ export const operations: OperationSpec[] = [
         example: { import: EXAMPLE_IMPORT },
         headers: { Location: { description: '/imports/{id}', schema: { type: 'string' } } },
       },
+      409:
+        '`conflict`: the `Idempotency-Key` was used before with another file, or with ' +
+        'another `dry_run`.',
     },
   },
   {

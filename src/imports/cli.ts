@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -8,7 +8,19 @@ import { parseArgs } from 'node:util';
 import type { ImportView } from './store.js';
 
 export const IMPORT_USAGE =
-  'usage: kitter import FILE [--url URL] [--token TOKEN] [--dry-run] [--wait]';
+  'usage: kitter import FILE [--url URL] [--token TOKEN] [--key KEY] [--dry-run] [--wait]';
+
+const HELP = `${IMPORT_USAGE}
+
+Uploads a CSV file of users to a running kitter (POST /imports) and prints the summary.
+  --url URL      where kitter answers (KITTER_URL; default http://127.0.0.1:3000)
+  --token TOKEN  an API token (KITTER_TOKEN)
+  --key KEY      an Idempotency-Key: the same file sent again under it queues no row twice,
+                 and an upload cut off goes on where it stopped
+  --dry-run      check every row, queue nothing
+  --wait         follow the import to its end, with a progress bar
+Rows refused or failed are written to FILE.errors.csv. Exit status: 0 all rows fine, 1 some
+row refused or failed, 2 the import could not be made.`;
 
 const POLL_MS = 500;
 
@@ -27,6 +39,8 @@ export async function runImport(argv: string[], env = process.env): Promise<numb
       options: {
         url: { type: 'string' },
         token: { type: 'string' },
+        key: { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
         'dry-run': { type: 'boolean', default: false },
         wait: { type: 'boolean', default: false },
       },
@@ -36,6 +50,10 @@ export async function runImport(argv: string[], env = process.env): Promise<numb
     return 2;
   }
 
+  if (args.values.help) {
+    console.log(HELP);
+    return 0;
+  }
   const [file] = args.positionals;
   const url = (args.values.url ?? env.KITTER_URL ?? 'http://127.0.0.1:3000').replace(/\/+$/, '');
   const token = args.values.token ?? env.KITTER_TOKEN ?? env.KITTER_API_TOKENS?.split(',')[0];
@@ -49,14 +67,24 @@ export async function runImport(argv: string[], env = process.env): Promise<numb
   }
 
   try {
-    return await upload(file, url, token, args.values['dry-run'], args.values.wait);
+    const { key, wait } = args.values;
+    return await upload(file, url, token, { dryRun: args.values['dry-run'], wait, key });
   } catch (err) {
-    console.error(`kitter import: ${(err as Error).message}`);
+    // fetch says only "fetch failed"; its cause says why (connection refused, no such host).
+    const cause = (err as { cause?: { message?: string } }).cause?.message;
+    console.error(`kitter import: ${(err as Error).message}${cause ? `: ${cause}` : ''}`);
     return 2;
   }
 }
 
-async function upload(file: string, url: string, token: string, dryRun: boolean, wait: boolean) {
+interface UploadOptions {
+  dryRun: boolean;
+  wait: boolean;
+  key?: string;
+}
+
+async function upload(file: string, url: string, token: string, options: UploadOptions) {
+  const { dryRun, wait, key } = options;
   const size = (await stat(file)).size;
   const headers = { authorization: `Bearer ${token}` };
   const query = dryRun ? '?dry_run=true' : '';
@@ -68,6 +96,7 @@ async function upload(file: string, url: string, token: string, dryRun: boolean,
       ...headers,
       'content-type': 'text/csv',
       'content-disposition': `attachment; filename="${path.basename(file).replace(/"/g, '')}"`,
+      ...(key ? { 'idempotency-key': key } : {}),
     },
     body: Readable.toWeb(createReadStream(file)) as ReadableStream,
     duplex: 'half',
@@ -81,7 +110,11 @@ async function upload(file: string, url: string, token: string, dryRun: boolean,
   }
 
   let view = body.import;
-  console.error(`import ${view.id}: ${view.valid} valid and ${view.invalid} invalid rows`);
+  const replayed = response.headers.get('idempotent-replayed') === 'true';
+  console.error(
+    `import ${view.id}${replayed ? ' (sent before under this key)' : ''}: ` +
+      `${view.valid} valid and ${view.invalid} invalid rows`,
+  );
   if (wait) view = await follow(url, headers, view);
   else if (view.pending > 0) {
     console.error(`follow it: GET ${url}/imports/${view.id} (or run again with --wait)`);
@@ -89,8 +122,18 @@ async function upload(file: string, url: string, token: string, dryRun: boolean,
 
   printSummary(view);
   // Without --wait, rows still pending may fail later: the report then has the refused ones.
-  if (view.invalid + view.failed > 0) {
-    const target = `${file}.errors.csv`;
+  const target = `${file}.errors.csv`;
+  if (view.invalid + view.failed === 0) {
+    // A report left by an earlier run would read as this one's.
+    if (
+      await rm(target).then(
+        () => true,
+        () => false,
+      )
+    ) {
+      console.log(`removed ${target}, left by an earlier run: no row was refused this time`);
+    }
+  } else {
     const report = await fetch(`${url}/imports/${view.id}/errors.csv`, { headers });
     if (!report.ok || !report.body) throw new Error(`errors.csv: HTTP ${report.status}`);
     await pipeline(Readable.fromWeb(report.body as never), createWriteStream(target));
@@ -142,6 +185,7 @@ function printSummary(view: ImportView): void {
 }
 
 function formatBytes(bytes: number): string {
-  if (bytes < 1024 * 1024) return `${Math.ceil(bytes / 1024)} kB`;
+  if (bytes < 1024) return `${bytes} bytes`;
+  if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} kB`;
   return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 }

@@ -31,6 +31,8 @@ export interface IngestOptions {
   id: string;
   dryRun: boolean;
   filename?: string;
+  /** Kept with the import, for a repeat under the same `Idempotency-Key` to be compared. */
+  fingerprint: string;
   requestId?: string;
 }
 
@@ -76,6 +78,7 @@ export async function ingest(deps: IngestDeps, path: string, options: IngestOpti
           await deps.store.create(id, {
             dryRun: options.dryRun,
             filename: options.filename,
+            fingerprint: options.fingerprint,
             columns: message.columns,
           });
           break;

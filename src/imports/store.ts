@@ -83,7 +83,7 @@ export class ImportStore {
 
   async create(
     id: string,
-    options: { dryRun: boolean; filename?: string; columns: string[] },
+    options: { dryRun: boolean; filename?: string; fingerprint?: string; columns: string[] },
   ): Promise<boolean> {
     const now = new Date().toISOString();
     const created = await this.redis.hsetnx(this.key(id), 'created_at', now);
@@ -96,6 +96,7 @@ export class ImportStore {
         state: 'validating',
         dry_run: options.dryRun ? '1' : '0',
         filename: options.filename ?? '',
+        fingerprint: options.fingerprint ?? '',
         columns: JSON.stringify(options.columns),
       })
       .zadd(`${this.prefix}:imports`, Date.now(), id)
@@ -106,6 +107,11 @@ export class ImportStore {
   /** The columns of the import's file, in its order. */
   async columnsOf(id: string): Promise<string[]> {
     return JSON.parse((await this.redis.hget(this.key(id), 'columns')) ?? '[]') as string[];
+  }
+
+  /** What the import's request was, for `Idempotency-Key` (see the imports route). */
+  async fingerprintOf(id: string): Promise<string | undefined> {
+    return (await this.redis.hget(this.key(id), 'fingerprint')) || undefined;
   }
 
   async exists(id: string): Promise<boolean> {

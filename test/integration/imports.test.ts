@@ -11,6 +11,7 @@ import { stringify as stringifyCsv } from 'csv-stringify/sync';
 import { Redis } from 'ioredis';
 
 import { ImportStore } from '../../src/imports/store.js';
+import { freePort } from '../support/redis.js';
 import { API_TOKEN, rawRequest, startStack, type Stack } from '../support/stack.js';
 
 const fixture = (name: string) =>
@@ -447,9 +448,29 @@ describe('bulk CSV imports', function () {
       const again = await importFile(stack, file(50), '', headers);
       const view = await settled(stack, first.body.import.id);
 
+      expect(again.status).to.equal(202);
+      expect(again.headers.get('idempotent-replayed')).to.equal('true');
       expect(again.body.import.id).to.equal(first.body.import.id);
       expect(view).to.include({ valid: 50, succeeded: 50 });
       expect(stack.keycloak.users()).to.have.length(50);
+    });
+
+    it('refuses a key used before with another file, or for a dry run of the file', async () => {
+      const headers = { 'idempotency-key': 'customer-43-batch-1' };
+      const dry = await importFile(stack, file(5), '?dry_run=true', headers);
+      expect(dry.status).to.equal(202);
+
+      const real = await importFile(stack, file(5), '', headers);
+      const other = await importFile(stack, file(6), '?dry_run=true', headers);
+
+      for (const answer of [real, other]) {
+        expect(answer.status).to.equal(409);
+        expect(answer.body).to.deep.equal({
+          error: 'this Idempotency-Key was already used with a different request',
+          code: 'conflict',
+        });
+      }
+      expect(stack.keycloak.users()).to.have.length(0);
     });
   });
 
@@ -493,14 +514,29 @@ describe('bulk CSV imports', function () {
       const bad = path.join(dir, 'bad.csv');
       await writeFile(good, fixture('tab-delimited.csv'));
       await writeFile(bad, fixture('unknown-column.csv'));
+      // A report left by an earlier run of the same file, which this run must not leave behind.
+      await writeFile(`${good}.errors.csv`, 'row,username,reason\n2,old,an earlier run\n');
       const common = ['--url', stack.service.url!, '--token', stack.env.KITTER_API_TOKENS];
 
-      const ok = await run([good, ...common, '--wait']);
+      const ok = await run([good, ...common, '--wait', '--key', 'cli-batch-7']);
+      const again = await run([good, ...common, '--key', 'cli-batch-7']);
       const refused = await run([bad, ...common]);
+      const closed = `http://127.0.0.1:${await freePort()}`;
+      const nowhere = await run([good, '--url', closed, '--token', 'x']);
+      const help = await run(['--help']);
 
       expect(ok.code, ok.out).to.equal(0);
+      expect(ok.out).to.include('removed');
+      expect(await readFile(`${good}.errors.csv`).catch(() => 'gone')).to.equal('gone');
+      expect(again.code, again.out).to.equal(0);
+      expect(again.out).to.include('(sent before under this key)');
+      expect(stack.keycloak.users()).to.have.length(2);
       expect(refused.code, refused.out).to.equal(2);
       expect(refused.out).to.include('unknown column "nickname"');
+      expect(nowhere.code, nowhere.out).to.equal(2);
+      expect(nowhere.out).to.match(/fetch failed: .*ECONNREFUSED/);
+      expect(help.code, help.out).to.equal(0);
+      expect(help.out).to.include('--dry-run');
       await rm(dir, { recursive: true, force: true });
     });
   });

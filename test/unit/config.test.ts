@@ -23,6 +23,9 @@ describe('configuration', () => {
     const config = loadConfig('demo', {});
 
     expect(config.port).to.equal(3000);
+    // Its token is public: the demo's API answers on this machine only, unless HOST says.
+    expect(config.host).to.equal('127.0.0.1');
+    expect(loadConfig('demo', { HOST: '0.0.0.0' }).host).to.equal('0.0.0.0');
     expect(config.redisUrl).to.equal('redis://127.0.0.1:6379');
     expect(config.keycloak).to.include({ url: 'http://127.0.0.1:8080', realm: 'quobis' });
     expect(config.wacCoreUrl).to.equal('http://127.0.0.1:8001/sapi');
@@ -43,6 +46,7 @@ describe('configuration', () => {
     });
 
     expect(config.port).to.equal(4000);
+    expect(config.host).to.equal('0.0.0.0');
     expect(config.keycloak).to.deep.equal({
       url: 'https://sso.example.com',
       realm: 'acme',

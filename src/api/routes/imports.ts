@@ -1,5 +1,5 @@
-import { createHash, randomUUID } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createHash, createHmac, randomUUID, type Hmac } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -68,14 +68,23 @@ export function importRoutes(deps: ApiDeps): Router<ApiState> {
     const id = key ? idOfKey(key) : randomUUID();
 
     const earlier = key ? await deps.imports.get(id) : undefined;
-    if (earlier && earlier.state !== 'validating') {
-      ctx.req.resume();
-      ctx.set('Idempotent-Replayed', 'true');
-      return answerAccepted(ctx, earlier);
-    }
-
-    const upload = await receive(ctx, multipart, maxBytes);
+    const fingerprint = requestFingerprint(deps.config.secretKey, query.dry_run);
+    const upload = await receive(ctx, multipart, maxBytes, fingerprint);
     try {
+      if (earlier) {
+        // The same key with another file, or a dry run's key on the real import, is refused:
+        // answering the earlier import would tell the operator a file was imported that was not.
+        const before = await deps.imports.fingerprintOf(id);
+        // An import from before fingerprints were kept can only be told apart by its dry run.
+        const same = before ? before === upload.fingerprint : earlier.dry_run === query.dry_run;
+        if (!same) {
+          throw errors.conflict('this Idempotency-Key was already used with a different request');
+        }
+        if (earlier.state !== 'validating') {
+          ctx.set('Idempotent-Replayed', 'true');
+          return answerAccepted(ctx, earlier);
+        }
+      }
       await reading.run(() =>
         ingest(
           {
@@ -85,7 +94,10 @@ export function importRoutes(deps: ApiDeps): Router<ApiState> {
             secretKey: deps.config.secretKey,
           },
           upload.path,
-          { id, dryRun: query.dry_run, filename: upload.filename, requestId: ctx.state.requestId },
+          {
+            ...{ id, dryRun: query.dry_run, filename: upload.filename },
+            ...{ fingerprint: upload.fingerprint, requestId: ctx.state.requestId },
+          },
         ),
       );
     } finally {
@@ -168,7 +180,17 @@ function idOfKey(key: string): string {
 interface Upload {
   path: string;
   filename?: string;
+  /** What `Idempotency-Key` compares: an HMAC of the file and whether it is a dry run. */
+  fingerprint: string;
   remove(): Promise<void>;
+}
+
+/**
+ * An HMAC, not a plain hash: a file's passwords are not kept in a form that a guess could be
+ * checked against.
+ */
+function requestFingerprint(secretKey: string, dryRun: boolean): Hmac {
+  return createHmac('sha256', secretKey).update(dryRun ? 'dry run\n' : 'import\n');
 }
 
 /** The uploaded file on disk: a CSV body as it streams in, or the multipart field `file`. */
@@ -176,6 +198,7 @@ async function receive(
   ctx: ApiContext,
   multipart: ReturnType<typeof koaBody>,
   maxBytes: number,
+  fingerprint: Hmac,
 ): Promise<Upload> {
   // Refused before a byte is read: a body without a byte, and one that says it is too large.
   const declared = ctx.request.length;
@@ -194,10 +217,18 @@ async function receive(
     if (!file || Array.isArray(file)) {
       throw errors.validation('the multipart body needs exactly one field "file" with the CSV');
     }
+    const remove = () => rm(file.filepath, { force: true });
+    try {
+      for await (const chunk of createReadStream(file.filepath)) fingerprint.update(chunk);
+    } catch (err) {
+      await remove();
+      throw err;
+    }
     return {
       path: file.filepath,
       filename: file.originalFilename ?? undefined,
-      remove: () => rm(file.filepath, { force: true }),
+      fingerprint: fingerprint.digest('hex'),
+      remove,
     };
   }
 
@@ -210,21 +241,28 @@ async function receive(
   const file = path.join(dir, 'upload.csv');
   const remove = () => rm(dir, { recursive: true, force: true });
   try {
-    await pipeline(ctx.req as Readable, limitBytes(maxBytes), createWriteStream(file));
+    await pipeline(ctx.req as Readable, measure(maxBytes, fingerprint), createWriteStream(file));
   } catch (err) {
     await remove();
     throw err instanceof ApiError ? err : errors.validation('the upload was cut off');
   }
-  return { path: file, filename: filename ? path.basename(filename) : undefined, remove };
+  return {
+    path: file,
+    filename: filename ? path.basename(filename) : undefined,
+    fingerprint: fingerprint.digest('hex'),
+    remove,
+  };
 }
 
-function limitBytes(maxBytes: number): Transform {
+/** Passes the upload through, fingerprinting it, and stops it past the limit. */
+function measure(maxBytes: number, fingerprint: Hmac): Transform {
   let seen = 0;
   return new Transform({
     transform(chunk: Buffer, _encoding, done) {
       seen += chunk.length;
-      if (seen > maxBytes) done(tooLarge(maxBytes));
-      else done(null, chunk);
+      if (seen > maxBytes) return done(tooLarge(maxBytes));
+      fingerprint.update(chunk);
+      done(null, chunk);
     },
   });
 }
