@@ -8,7 +8,9 @@ export type RedisClient = Redis | Cluster;
 /**
  * What a connection is for, which decides how it behaves while Redis is away:
  * - `producer`: the API's. Commands fail at once instead of waiting in ioredis' offline queue,
- *   so a request is answered 503 rather than left hanging. Lazy: the caller awaits `connect()`.
+ *   so a request is answered 503 rather than left hanging; so do commands already sent when
+ *   the connection drops (ioredis would otherwise hold them for 20 reconnection attempts, about
+ *   10 s, to send them again). Lazy: the caller awaits `connect()`.
  * - `blocking`: workers and QueueEvents (BullMQ requires `maxRetriesPerRequest: null`). Commands
  *   wait for the connection to come back, however long that takes. Not lazy: BullMQ's copies of
  *   a lazy connection did not take jobs again after Redis restarted.
@@ -17,7 +19,7 @@ export type RedisClient = Redis | Cluster;
 export type RedisRole = 'producer' | 'blocking' | 'probe';
 
 const ROLE_OPTIONS: Record<RedisRole, RedisOptions> = {
-  producer: { enableOfflineQueue: false, lazyConnect: true },
+  producer: { enableOfflineQueue: false, maxRetriesPerRequest: 0, lazyConnect: true },
   blocking: { maxRetriesPerRequest: null },
   probe: {
     lazyConnect: true,

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
 
+import { createRedis } from '../../src/redis.js';
 import { userBody, waitForJob } from '../support/fixtures.js';
 import { startWorkerProcess } from '../support/processes.js';
 import { startRedisServer, type RedisServer } from '../support/redis.js';
@@ -106,6 +107,28 @@ describe('crashes, shutdowns and outages', function () {
     afterEach(async () => {
       await stack.close();
       await redis.kill();
+    });
+
+    it('fails at once an API command already sent when Redis dies (no 10 s of retries)', async () => {
+      const api = createRedis({ kind: 'single', url: redis.url }, 'producer');
+      api.on('error', () => undefined);
+      await api.connect();
+      try {
+        // In flight when Redis dies: BLPOP waits on the server for an answer that never comes.
+        const started = Date.now();
+        const inFlight = api.blpop('kitter-test:nothing', 30).then(
+          () => 'answered',
+          () => 'failed',
+        );
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        await redis.kill();
+
+        expect(await inFlight).to.equal('failed');
+        expect(Date.now() - started).to.be.lessThan(2_000);
+      } finally {
+        api.disconnect();
+        redis = await startRedisServer(redis.port);
+      }
     });
 
     it('answers 503 at once while Redis is down, and works again when it is back', async () => {
