@@ -109,7 +109,7 @@ describe('crashes, shutdowns and outages', function () {
       await redis.kill();
     });
 
-    it('fails at once an API command already sent when Redis dies (no 10 s of retries)', async () => {
+    it('fails at once an API command in flight when Redis dies (no 10 s of retries)', async () => {
       const api = createRedis({ kind: 'single', url: redis.url }, 'producer');
       api.on('error', () => undefined);
       await api.connect();
