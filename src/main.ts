@@ -102,9 +102,16 @@ function printDemoBanner(config: Config, apiUrl: string, emulators: RunningEmula
   console.log(lines.join('\n'));
 }
 
+/**
+ * How long the process may outlive `main`: what is left then is a connection to a Redis that
+ * is down, which BullMQ keeps trying to reach whatever it is told (see `service.ts`).
+ */
+const EXIT_GRACE_MS = 2_000;
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
+    setTimeout(() => process.exit(code), EXIT_GRACE_MS).unref();
   },
   (err) => {
     console.error(`kitter: ${(err as Error).message}`);

@@ -69,6 +69,25 @@ export function createRedis(settings: RedisSettings, role: RedisRole): RedisClie
 }
 
 /**
+ * Closes connections: QUIT where Redis answers in time, else the connection is dropped (a QUIT
+ * to a Redis that is down waits for a reconnection that may never come).
+ */
+export async function closeRedis(...clients: RedisClient[]): Promise<void> {
+  await Promise.all(
+    clients.map(async (client) => {
+      let timer: NodeJS.Timeout | undefined;
+      const gaveUp = new Promise<void>((resolve) => (timer = setTimeout(resolve, QUIT_WAIT_MS)));
+      await Promise.race([client.quit().catch(() => undefined), gaveUp]);
+      clearTimeout(timer);
+      client.disconnect();
+    }),
+  );
+}
+
+/** How long a QUIT may wait for its answer before the connection is dropped. */
+const QUIT_WAIT_MS = 2_000;
+
+/**
  * A primary turned replica (a failover behind a single address, or a Sentinel's demotion)
  * answers writes with READONLY: reconnect, which finds the new primary, and send the command
  * again.

@@ -17,7 +17,7 @@ import { createQueues, QUEUE_NAMES } from './jobs/queues.js';
 import { SecretBox } from './jobs/secrets.js';
 import type { Logger } from './logger.js';
 import { Metrics } from './metrics.js';
-import { createRedis, replicasToConfirm } from './redis.js';
+import { closeRedis, createRedis, replicasToConfirm } from './redis.js';
 import { startWorkers, type RunningWorkers } from './workers/index.js';
 
 export interface ServiceParts {
@@ -53,7 +53,7 @@ export async function startService(
     observe: metrics.backendCall,
   });
   const secrets = new SecretBox(config.secretKey);
-  const closers: Array<() => Promise<unknown>> = [];
+  const closers: Closer[] = [];
 
   let url: string | undefined;
   if (parts.api) {
@@ -90,11 +90,13 @@ export async function startService(
     const host = config.host === '0.0.0.0' ? '127.0.0.1' : config.host;
     url = `http://${host}:${port}`;
 
-    closers.push(() => closeServer(server));
-    closers.push(() => gateway.close());
-    closers.push(() => Promise.all(Object.values(queues).map((queue) => queue.close())));
-    closers.push(() => redis.quit());
-    closers.push(() => events.quit());
+    closers.push(['the HTTP server', () => closeServer(server)]);
+    closers.push(['the job event streams', () => gateway.close()]);
+    closers.push([
+      "the API's queues",
+      () => Promise.all(Object.values(queues).map((queue) => queue.close())),
+    ]);
+    closers.push(["the API's Redis connections", () => closeRedis(redis, events)]);
   }
 
   let workers: RunningWorkers | undefined;
@@ -118,17 +120,21 @@ export async function startService(
       },
     );
     // Workers close before the queues and connections they use.
-    closers.splice(1, 0, () => workers!.close(config.worker.shutdownDeadlineMs));
-    closers.push(() => connection.quit());
+    closers.splice(1, 0, [
+      'the workers',
+      () => workers!.close(config.worker.shutdownDeadlineMs),
+      config.worker.shutdownDeadlineMs + STEP_MS,
+    ]);
+    closers.push(["the workers' Redis connection", () => closeRedis(connection)]);
   }
-  closers.push(() => wac.close());
+  closers.push(['the wac-core client', () => wac.close()]);
 
   // A worker-only process has no API to be scraped at: it serves /metrics on a port of its own.
   let metricsUrl: string | undefined;
   if (parts.worker && !parts.api && config.metricsPort !== undefined) {
     const server = await serveMetrics(config, logger, metrics);
     metricsUrl = server.url;
-    closers.unshift(() => server.close());
+    closers.unshift(['the metrics server', () => server.close()]);
   }
 
   let closing: Promise<void> | undefined;
@@ -156,13 +162,29 @@ export function redisTrouble(logger: Logger): (err: Error) => void {
   };
 }
 
-/** Runs every step in order, even when one fails. */
-async function runAll(steps: Array<() => Promise<unknown>>, logger: Logger): Promise<void> {
-  for (const step of steps) {
+/** A step of the shutdown: what it closes, how, and how long it may take (else `STEP_MS`). */
+type Closer = [what: string, close: () => Promise<unknown>, withinMs?: number];
+
+/**
+ * How long a shutdown step may take. With Redis unreachable, BullMQ's `close()` never ends (its
+ * connections wait for a reconnection that does not come; taskforcesh/bullmq#4656): the
+ * shutdown goes on without it rather than hang until the process is killed.
+ */
+const STEP_MS = 5_000;
+
+/** Runs every step in order, each at most its time, even when one fails or overruns. */
+async function runAll(steps: Closer[], logger: Logger): Promise<void> {
+  for (const [what, close, withinMs = STEP_MS] of steps) {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(resolve, withinMs, 'late')));
     try {
-      await step();
+      if ((await Promise.race([close(), late])) === 'late') {
+        logger.warn({ step: what, ms: withinMs }, 'shutdown step overran, going on without it');
+      }
     } catch (err) {
-      logger.warn({ err: String(err) }, 'shutdown step failed');
+      logger.warn({ step: what, err: String(err) }, 'shutdown step failed');
+    } finally {
+      clearTimeout(timer);
     }
   }
 }

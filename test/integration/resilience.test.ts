@@ -131,6 +131,27 @@ describe('crashes, shutdowns and outages', function () {
       }
     });
 
+    it('stops on SIGTERM while Redis is down, within its deadline and a few seconds', async () => {
+      const worker = await startWorkerProcess(stack, { KITTER_SHUTDOWN_DEADLINE_MS: '500' });
+      await redis.kill();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+
+      const asked = Date.now();
+      worker.child.kill('SIGTERM');
+      const exit = await worker.exited;
+      const tookMs = Date.now() - asked;
+      // Back before the stack of this process closes, which would otherwise meet the same wait.
+      redis = await startRedisServer(redis.port);
+      await until('the API to reach Redis again', async () => {
+        return (await stack.call('GET', '/health/ready')).status === 200;
+      });
+
+      expect(exit.code, worker.output()).to.equal(0);
+      // The deadline, then each step that waits for Redis for 5 s at most, then 2 s to exit.
+      expect(tookMs, worker.output()).to.be.lessThan(15_000);
+      expect(worker.output()).to.include('shutdown step overran');
+    });
+
     it('answers 503 at once while Redis is down, and works again when it is back', async () => {
       await redis.kill();
 
