@@ -11,7 +11,7 @@ const MODES: Record<string, Mode> = { api: 'api', worker: 'worker', all: 'all', 
 
 const USAGE =
   'usage: kitter <api|worker|all|demo>, or kitter reconcile [--domain NAME] [--fix] [--json], ' +
-  'or kitter import FILE [--url URL] [--token TOKEN] [--dry-run] [--wait], ' +
+  'or kitter import FILE [--url URL] [--token TOKEN] [--key KEY] [--dry-run] [--wait], ' +
   'or kitter emulate-wac-core';
 
 async function main(argv: string[]): Promise<number> {
@@ -82,7 +82,19 @@ async function main(argv: string[]): Promise<number> {
 
   await service.close();
   await emulators?.close();
+  exitSoon(0);
   return 0;
+}
+
+/**
+ * How long a service process may outlive its shutdown: what is left then is a connection to a
+ * Redis that is down, which BullMQ keeps trying to reach whatever it is told (see `service.ts`).
+ * Only the service modes: the commands end when their output is written.
+ */
+const EXIT_GRACE_MS = 2_000;
+
+function exitSoon(code: number): void {
+  setTimeout(() => process.exit(code), EXIT_GRACE_MS).unref();
 }
 
 function printDemoBanner(config: Config, apiUrl: string, emulators: RunningEmulators): void {
@@ -102,19 +114,14 @@ function printDemoBanner(config: Config, apiUrl: string, emulators: RunningEmula
   console.log(lines.join('\n'));
 }
 
-/**
- * How long the process may outlive `main`: what is left then is a connection to a Redis that
- * is down, which BullMQ keeps trying to reach whatever it is told (see `service.ts`).
- */
-const EXIT_GRACE_MS = 2_000;
-
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
-    setTimeout(() => process.exit(code), EXIT_GRACE_MS).unref();
   },
   (err) => {
     console.error(`kitter: ${(err as Error).message}`);
     process.exitCode = 1;
+    // A service that failed as it started (its port taken, say) may hold connections open.
+    exitSoon(1);
   },
 );

@@ -69,6 +69,21 @@ export function createRedis(settings: RedisSettings, role: RedisRole): RedisClie
 }
 
 /**
+ * Whether an error is ioredis saying Redis cannot be reached now (not a command Redis refused):
+ * a request that meets one is answered 503, as the gateway answers its own.
+ */
+export function isRedisUnreachable(err: unknown): boolean {
+  const { name, message } = (err ?? {}) as { name?: string; message?: string };
+  if (name === 'MaxRetriesPerRequestError' || name === 'ClusterAllFailedError') return true;
+  return (
+    typeof message === 'string' &&
+    /^(Stream isn't writeable|Cluster isn't ready|Connection is closed|None of startup nodes)/.test(
+      message,
+    )
+  );
+}
+
+/**
  * Closes connections: QUIT where Redis answers in time, else the connection is dropped (a QUIT
  * to a Redis that is down waits for a reconnection that may never come).
  */

@@ -90,7 +90,13 @@ export async function startService(
     const host = config.host === '0.0.0.0' ? '127.0.0.1' : config.host;
     url = `http://${host}:${port}`;
 
-    closers.push(['the HTTP server', () => closeServer(server)]);
+    // Requests under way (an import being read, a write waiting for its job) get as long as
+    // active jobs do.
+    closers.push([
+      'the HTTP server',
+      () => closeServer(server),
+      config.worker.shutdownDeadlineMs + STEP_MS,
+    ]);
     closers.push(['the job event streams', () => gateway.close()]);
     closers.push([
       "the API's queues",

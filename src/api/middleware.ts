@@ -6,6 +6,7 @@ import { koaBody } from 'koa-body';
 import { ApiError, BackendError, apiErrorOf, errors } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
+import { isRedisUnreachable } from '../redis.js';
 import type { Caller } from './auth.js';
 
 export interface ApiState {
@@ -90,6 +91,7 @@ export function errorBoundary(): Koa.Middleware<ApiState> {
 function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
   if (err instanceof BackendError) return apiErrorOf(err);
+  if (isRedisUnreachable(err)) return errors.queueUnavailable();
 
   // Errors that Koa and its body parser raise carry an HTTP status that is safe to show.
   const status = (err as { status?: number; expose?: boolean })?.status;

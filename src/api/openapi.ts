@@ -679,6 +679,7 @@ export const operations: OperationSpec[] = [
       '`Idempotent-Replayed: true`), and goes on where it stopped if the first upload was cut ' +
       "off, queuing no row twice; another file, or a dry run's key on the real import, is 409.",
     query: importQuery,
+    idempotent: true,
     notes: { dry_run: 'Validate and report only; nothing is queued.' },
     rawBody: {
       description:
@@ -703,7 +704,13 @@ export const operations: OperationSpec[] = [
         description: 'The file was read: the import, with its counts so far.',
         schema: ref('ImportAnswer'),
         example: { import: EXAMPLE_IMPORT },
-        headers: { Location: { description: '/imports/{id}', schema: { type: 'string' } } },
+        headers: {
+          Location: { description: '/imports/{id}', schema: { type: 'string' } },
+          'Idempotent-Replayed': {
+            description: '`true` when the same file was sent before under the same key.',
+            schema: { type: 'string', enum: ['true'] },
+          },
+        },
       },
       409:
         '`conflict`: the `Idempotency-Key` was used before with another file, or with ' +

@@ -61,13 +61,16 @@ export async function ingest(deps: IngestDeps, path: string, options: IngestOpti
   let cancelled = false;
 
   const write = async (jobs: RowJob[], rejected: ErrorRow[]) => {
-    const work: Array<Promise<unknown>> = [deps.store.rejectRows(id, rejected)];
-    if (jobs.length > 0) {
-      work.push(deps.store.queuedUpTo(id, jobs[jobs.length - 1].data.import!.row));
-      work.push(deps.gateway.submitBulk(JOB_TYPES.userCreate, jobs, { priority: IMPORT_PRIORITY }));
-      work.push(deps.store.isCancelled(id).then((yes) => (cancelled ||= yes)));
-    }
-    await Promise.all(work);
+    await throughBlips(() => {
+      const work: Array<Promise<unknown>> = [deps.store.rejectRows(id, rejected)];
+      if (jobs.length > 0) {
+        const { gateway, store } = deps;
+        work.push(store.queuedUpTo(id, jobs[jobs.length - 1].data.import!.row));
+        work.push(gateway.submitBulk(JOB_TYPES.userCreate, jobs, { priority: IMPORT_PRIORITY }));
+        work.push(store.isCancelled(id).then((yes) => (cancelled ||= yes)));
+      }
+      return Promise.all(work);
+    });
     reply({ type: 'written' });
   };
 
@@ -75,12 +78,14 @@ export async function ingest(deps: IngestDeps, path: string, options: IngestOpti
     for await (const message of reader.messages()) {
       switch (message.type) {
         case 'header':
-          await deps.store.create(id, {
-            dryRun: options.dryRun,
-            filename: options.filename,
-            fingerprint: options.fingerprint,
-            columns: message.columns,
-          });
+          await throughBlips(() =>
+            deps.store.create(id, {
+              dryRun: options.dryRun,
+              filename: options.filename,
+              fingerprint: options.fingerprint,
+              columns: message.columns,
+            }),
+          );
           break;
         case 'domain': {
           const known = (await deps.domains.byName(message.name)) !== undefined;
@@ -92,7 +97,7 @@ export async function ingest(deps: IngestDeps, path: string, options: IngestOpti
           break;
         case 'done':
           await writes.drain();
-          if (!cancelled) await deps.store.uploaded(id, message.counts);
+          if (!cancelled) await throughBlips(() => deps.store.uploaded(id, message.counts));
           return;
         case 'refused':
           throw new ApiError(
@@ -110,6 +115,25 @@ export async function ingest(deps: IngestDeps, path: string, options: IngestOpti
     await writes.settle();
     await reader.worker.terminate();
   }
+}
+
+/** How long each try waits before the next, while Redis is away: about 8 s in all. */
+const BLIP_WAITS_MS = [250, 500, 1000, 2000, 4000];
+
+/**
+ * Runs a write to Redis, and again while Redis is away for a moment (a failover, a restart): a
+ * file of minutes is not lost to a blip of seconds. Every write of an import can be made twice:
+ * jobs keep their ids, refused rows their numbers, and the last row queued only grows.
+ */
+async function throughBlips<T>(write: () => Promise<T>): Promise<T> {
+  for (const waitMs of BLIP_WAITS_MS) {
+    try {
+      return await write();
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, waitMs));
+    }
+  }
+  return write();
 }
 
 /**

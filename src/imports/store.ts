@@ -44,6 +44,7 @@ const KEEP_S = 7 * 24 * 3600;
  */
 const RECORD_OUTCOME = `
 if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('EXPIRE', KEYS[2], ARGV[4])
 redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
 local h = redis.call('HMGET', KEYS[1], 'state', 'valid', 'succeeded', 'failed', 'cancelled')
 if h[1] == 'running' then
@@ -56,14 +57,62 @@ end
 return 1
 `;
 
-/** Ends an import as cancelled unless it has ended already; answers which. */
+/** Ends an import as cancelled unless it has ended already (or is gone); answers which. */
 const CANCEL = `
+if redis.call('HEXISTS', KEYS[1], 'created_at') == 0 then return 'missing' end
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'finished' then return 'finished' end
 if state == 'cancelled' then return 'already' end
 redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[1])
 for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[2]) end
 return 'cancelled'
+`;
+
+/**
+ * The upload has been read: records its totals, and takes a validating import on to running,
+ * or to finished when nothing of it is to run; an import cancelled meanwhile stays cancelled.
+ * Answers 1 when it is running.
+ */
+const UPLOADED = `
+redis.call('HSET', KEYS[1], 'total', ARGV[1], 'valid', ARGV[2], 'invalid', ARGV[3])
+if redis.call('HGET', KEYS[1], 'state') ~= 'validating' then return 0 end
+if redis.call('HGET', KEYS[1], 'dry_run') == '1' or tonumber(ARGV[2]) == 0 then
+  redis.call('HSET', KEYS[1], 'state', 'finished', 'finished_at', ARGV[4])
+  for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[5]) end
+  return 0
+end
+redis.call('HSET', KEYS[1], 'state', 'running')
+return 1
+`;
+
+/** Finishes a running import whose valid rows have all ended; any other is left as it is. */
+const FINISH_IF_DONE = `
+local h = redis.call('HMGET', KEYS[1], 'state', 'valid', 'succeeded', 'failed', 'cancelled')
+if h[1] ~= 'running' then return 0 end
+local ended = tonumber(h[3] or 0) + tonumber(h[4] or 0) + tonumber(h[5] or 0)
+if ended < tonumber(h[2] or 0) then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'finished', 'finished_at', ARGV[1])
+for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[2]) end
+return 1
+`;
+
+/**
+ * Records a new import and lists it, unless one of that id exists; kept as long as an ended
+ * import even when it never ends (an upload cut off for good). All or nothing, so that it can
+ * be tried again.
+ */
+const CREATE = `
+if redis.call('HEXISTS', KEYS[1], 'created_at') == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
+return 1
+`;
+
+/** Sets the last row queued, unless a later one is there already. */
+const RAISE_LAST_ROW = `
+local last = tonumber(redis.call('HGET', KEYS[1], 'last_row') or 0)
+if tonumber(ARGV[1]) > last then redis.call('HSET', KEYS[1], 'last_row', ARGV[1]) end
 `;
 
 /**
@@ -81,27 +130,31 @@ export class ImportStore {
     return `${this.prefix}:import:${id}${part}`;
   }
 
+  /** Records a new import, once: false when one of that id exists (an upload sent again). */
   async create(
     id: string,
     options: { dryRun: boolean; filename?: string; fingerprint?: string; columns: string[] },
   ): Promise<boolean> {
-    const now = new Date().toISOString();
-    const created = await this.redis.hsetnx(this.key(id), 'created_at', now);
-    if (!created) return false;
-
-    await this.redis
-      .multi()
-      .hset(this.key(id), {
-        id,
-        state: 'validating',
-        dry_run: options.dryRun ? '1' : '0',
-        filename: options.filename ?? '',
-        fingerprint: options.fingerprint ?? '',
-        columns: JSON.stringify(options.columns),
-      })
-      .zadd(`${this.prefix}:imports`, Date.now(), id)
-      .exec();
-    return true;
+    const fields = {
+      id,
+      state: 'validating',
+      created_at: now(),
+      dry_run: options.dryRun ? '1' : '0',
+      filename: options.filename ?? '',
+      fingerprint: options.fingerprint ?? '',
+      columns: JSON.stringify(options.columns),
+    };
+    const created = await this.redis.eval(
+      CREATE,
+      2,
+      this.key(id),
+      `${this.prefix}:imports`,
+      String(Date.now()),
+      id,
+      String(KEEP_S),
+      ...Object.entries(fields).flat(),
+    );
+    return created === 1;
   }
 
   /** The columns of the import's file, in its order. */
@@ -114,21 +167,25 @@ export class ImportStore {
     return (await this.redis.hget(this.key(id), 'fingerprint')) || undefined;
   }
 
-  async exists(id: string): Promise<boolean> {
-    return (await this.redis.exists(this.key(id))) === 1;
-  }
-
   /** The upload has been read: totals are known, and rows may already have ended. */
   async uploaded(id: string, counts: { total: number; valid: number; invalid: number }) {
-    const dryRun = (await this.redis.hget(this.key(id), 'dry_run')) === '1';
-    await this.redis.hset(this.key(id), counts);
-    if (dryRun || counts.valid === 0) {
-      await this.end(id, 'finished');
-      return;
-    }
-    await this.redis.hset(this.key(id), 'state', 'running');
+    const parts = this.parts(id);
+    const { total, valid, invalid } = counts;
+    const running = await this.redis.eval(
+      UPLOADED,
+      parts.length,
+      ...parts,
+      ...[total, valid, invalid].map(String),
+      now(),
+      String(KEEP_S),
+    );
     // Rows may all have ended while the file was still being read.
-    await this.checkFinished(id);
+    if (running === 1) await this.redis.eval(FINISH_IF_DONE, parts.length, ...parts, now(), KEEP_S);
+  }
+
+  /** The import's keys: its hash, its ended rows, its error rows and their order. */
+  private parts(id: string): string[] {
+    return ['', ':ended', ':errors', ':error-rows'].map((part) => this.key(id, part));
   }
 
   async rejectRow(id: string, error: ErrorRow): Promise<void> {
@@ -144,6 +201,8 @@ export class ImportStore {
       .multi()
       .hset(this.key(id, ':errors'), ...entries)
       .zadd(this.key(id, ':error-rows'), ...ranks)
+      .expire(this.key(id, ':errors'), KEEP_S)
+      .expire(this.key(id, ':error-rows'), KEEP_S)
       .exec();
   }
 
@@ -155,14 +214,15 @@ export class ImportStore {
       this.key(id, ':ended'),
       String(row),
       outcome,
-      new Date().toISOString(),
+      now(),
       String(KEEP_S),
     );
   }
 
   /** The last row sent to the queue so far: the rows a cancel has to look at end there. */
   async queuedUpTo(id: string, row: number): Promise<void> {
-    await this.redis.hset(this.key(id), 'last_row', String(row));
+    // Only ever up: a chunk written again after a later one must not lower it.
+    await this.redis.eval(RAISE_LAST_ROW, 1, this.key(id), String(row));
   }
 
   async lastRow(id: string): Promise<number> {
@@ -174,29 +234,14 @@ export class ImportStore {
    * not started are dropped as workers reach them. Answers `finished` when it had ended first
    * (nothing is left to cancel), `already` when it was cancelled before.
    */
-  async cancel(id: string): Promise<'cancelled' | 'already' | 'finished'> {
-    const parts = ['', ':ended', ':errors', ':error-rows'].map((part) => this.key(id, part));
-    const answer = await this.redis.eval(
-      CANCEL,
-      parts.length,
-      ...parts,
-      new Date().toISOString(),
-      String(KEEP_S),
-    );
-    return answer as 'cancelled' | 'already' | 'finished';
+  async cancel(id: string): Promise<'cancelled' | 'already' | 'finished' | 'missing'> {
+    const parts = this.parts(id);
+    const answer = await this.redis.eval(CANCEL, parts.length, ...parts, now(), String(KEEP_S));
+    return answer as 'cancelled' | 'already' | 'finished' | 'missing';
   }
 
   async isCancelled(id: string): Promise<boolean> {
     return (await this.redis.hget(this.key(id), 'state')) === 'cancelled';
-  }
-
-  async end(id: string, state: 'finished' | 'cancelled'): Promise<void> {
-    const parts = ['', ':ended', ':errors', ':error-rows'].map((part) => this.key(id, part));
-    const multi = this.redis
-      .multi()
-      .hset(this.key(id), 'state', state, 'finished_at', new Date().toISOString());
-    for (const key of parts) multi.expire(key, KEEP_S);
-    await multi.exec();
   }
 
   async get(id: string): Promise<ImportView | undefined> {
@@ -227,11 +272,6 @@ export class ImportStore {
       for (const text of found) if (text) yield JSON.parse(text) as ErrorRow;
     }
   }
-
-  private async checkFinished(id: string): Promise<void> {
-    const view = await this.get(id);
-    if (view && view.state === 'running' && view.pending === 0) await this.end(id, 'finished');
-  }
 }
 
 function toView(fields: Record<string, string>, firstErrors: Array<string | null>): ImportView {
@@ -260,4 +300,8 @@ function toView(fields: Record<string, string>, firstErrors: Array<string | null
         return { row, reason };
       }),
   };
+}
+
+function now(): string {
+  return new Date().toISOString();
 }

@@ -28,8 +28,9 @@ export async function cancelImport(
   const { importId } = job.data;
   const provisioning = deps.queues.provisioning;
   try {
-    if (!(await deps.imports.exists(importId))) throw errors.notFound(`import ${importId}`);
-    if ((await deps.imports.cancel(importId)) === 'finished') throw errors.importFinished(importId);
+    const outcome = await deps.imports.cancel(importId);
+    if (outcome === 'missing') throw errors.notFound(`import ${importId}`);
+    if (outcome === 'finished') throw errors.importFinished(importId);
 
     const last = await deps.imports.lastRow(importId);
     const rows = Array.from({ length: Math.max(0, last - 1) }, (_, i) => last - i);
@@ -44,12 +45,20 @@ export async function cancelImport(
   }
 }
 
-/** Removes a job that has not started; a running job is locked and stays. */
+/**
+ * Removes a job that has never started; a running job is locked and stays. So does one that
+ * ran before (waiting for its retry, or handed back after a crash): it may have made records,
+ * and it goes on to finish them, or to undo them when it fails for good.
+ */
 async function removeIfWaiting(
   queue: NonNullable<WorkerDeps['queues']>['provisioning'] & object,
   jobId: string,
 ): Promise<boolean> {
-  const state = await queue.getJobState(jobId);
+  const job = await queue.getJob(jobId);
+  if (!job || job.attemptsStarted > 0 || (job.data as { progress?: unknown }).progress) {
+    return false;
+  }
+  const state = await job.getState();
   if (!['waiting', 'prioritized', 'delayed', 'waiting-children'].includes(state)) return false;
   try {
     return (await queue.remove(jobId)) === 1;

@@ -170,16 +170,16 @@ async function runJob(job: Job, token: string | undefined, context: JobContext) 
   if (!processor) throw new UnrecoverableError(`500 internal_error: unknown job type ${job.name}`);
 
   const row = (job.data as { import?: ImportRow }).import;
-  if (row && neverStarted(job) && (await context.cancelled.has(row.id))) {
-    // A row of a cancelled import that had not started: dropped, as the cancel would have.
-    // One that ran before (a retry, a re-run after a crash) goes on, and its undo with it.
-    await removeSecrets(job);
-    await deps.imports.recordOutcome(row.id, row.row, 'cancelled');
-    deps.logger.info({ ...fields, outcome: 'cancelled' }, 'job');
-    return { cancelled: `import ${row.id} was cancelled before this row started` };
-  }
-
   try {
+    if (row && neverStarted(job) && (await context.cancelled.has(row.id))) {
+      // A row of a cancelled import that had not started: dropped, as the cancel would have.
+      // One that ran before (a retry, a re-run after a crash) goes on, and its undo with it;
+      // so does this one if dropping it fails (Redis away): its retry runs it.
+      await removeSecrets(job);
+      await deps.imports.recordOutcome(row.id, row.row, 'cancelled');
+      deps.logger.info({ ...fields, outcome: 'cancelled' }, 'job');
+      return { cancelled: `import ${row.id} was cancelled before this row started` };
+    }
     if ((job.data as SecretsCarrier).secretsRemoved) throw secretsGone();
     const result = await processor(job, deps);
     await removeSecrets(job);
@@ -229,7 +229,11 @@ class CancelledImports {
     const known = this.seen.get(id);
     if (known && (known.cancelled || now - known.at < CANCELLED_FOR_MS)) return known.cancelled;
 
-    const cancelled = await this.imports.isCancelled(id);
+    // Unread (Redis away a moment), the row runs as if its import were not cancelled: a cancel
+    // is kept in any case by the job clearing the queue, and a failed read here must not fail
+    // the row and make its retry look like one that ran before.
+    const cancelled = await this.imports.isCancelled(id).catch(() => undefined);
+    if (cancelled === undefined) return false;
     // Imports come and go: the map never holds more than the few read in the last second.
     for (const [other, { at }] of this.seen)
       if (now - at >= CANCELLED_FOR_MS) this.seen.delete(other);

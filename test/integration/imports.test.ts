@@ -11,6 +11,7 @@ import { stringify as stringifyCsv } from 'csv-stringify/sync';
 import { Redis } from 'ioredis';
 
 import { ImportStore } from '../../src/imports/store.js';
+import { until } from '../support/fixtures.js';
 import { freePort } from '../support/redis.js';
 import { API_TOKEN, rawRequest, startStack, type Stack } from '../support/stack.js';
 
@@ -379,8 +380,10 @@ describe('bulk CSV imports', function () {
     });
 
     it('drops rows of a cancelled import that workers reach before the clearing job', async () => {
-      stack.keycloak.faults.set({ latency_ms: 20, paths: '^POST /admin' });
-      const answer = await importFile(stack, file(300));
+      // 400 rows, 20 at a time, 100 ms each: 2 s at least, well past the second a worker may
+      // take to see the cancel.
+      stack.keycloak.faults.set({ latency_ms: 100, paths: '^POST /admin' });
+      const answer = await importFile(stack, file(400));
       const id = answer.body.import.id;
       await new Promise((resolve) => setTimeout(resolve, 300));
 
@@ -397,8 +400,71 @@ describe('bulk CSV imports', function () {
 
       expect(view.state).to.equal('cancelled');
       expect(view.cancelled).to.be.greaterThan(0);
-      expect(view.succeeded + view.failed + view.cancelled).to.equal(300);
+      expect(view.succeeded + view.failed + view.cancelled).to.equal(400);
       expect(stack.keycloak.users()).to.have.length(view.succeeded);
+    });
+
+    it('lets rows that ran before a cancel finish or undo, never leaving half a user', async () => {
+      await stack.close();
+      stack = await startStack({ KITTER_JOB_BACKOFF_MS: '1500' });
+      stack.wac.seedDomain({ domain: 'example.com' });
+      // Each row makes its Keycloak user, then fails on wac-core and waits for its retry.
+      stack.wac.faults.set({ error_rate: 1, error_status: 502, paths: '^POST /sapi/users' });
+      const answer = await importFile(stack, file(3));
+      await until('every row to have tried once', () => stack.keycloak.users().length === 3);
+
+      const cancelled = await stack.call('DELETE', `/imports/${answer.body.import.id}`);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      stack.wac.faults.reset();
+      const view = await settled(stack, answer.body.import.id);
+
+      expect(cancelled.status).to.equal(200);
+      // Neither dropped by the clearing job nor by a worker: they had made records.
+      expect(view).to.include({ state: 'cancelled', cancelled: 0, succeeded: 3 });
+      expect(stack.keycloak.users()).to.have.length(3);
+      expect(stack.wac.users()).to.have.length(3);
+    });
+
+    it('rides out a blip of Redis while it queues a file (its connections cut)', async () => {
+      const sent = importFile(stack, file(5000));
+      // Once rows are being queued, every client's connection is cut (the API's among them),
+      // ten times over 300 ms: writes in flight fail, and others find no connection.
+      const admin = new Redis(stack.config.redisUrl);
+      try {
+        const queued = `${stack.config.queuePrefix}:provisioning:prioritized`;
+        await until('rows to be queued', async () => (await admin.zcard(queued)) > 0);
+        for (let cut = 0; cut < 10; cut++) {
+          await admin.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+          await new Promise((resolve) => setTimeout(resolve, 30));
+        }
+        expect(await admin.zcard(queued)).to.be.below(5000);
+      } finally {
+        admin.disconnect();
+      }
+      const answer = await sent;
+      const view = await settled(stack, answer.body.import.id);
+
+      expect(answer.status).to.equal(202);
+      expect(view).to.include({ valid: 5000, succeeded: 5000, failed: 0 });
+      expect(stack.keycloak.users()).to.have.length(5000);
+    });
+
+    it('keeps a cancel that lands while the file is still being read', async () => {
+      const redis = new Redis(stack.config.redisUrl);
+      try {
+        const store = new ImportStore(redis, stack.config.queuePrefix);
+        await store.create('race-1', { dryRun: false, columns: ['username', 'domain'] });
+
+        expect(await store.cancel('race-1')).to.equal('cancelled');
+        await store.uploaded('race-1', { total: 3, valid: 3, invalid: 0 });
+        expect(await store.get('race-1')).to.include({ state: 'cancelled', valid: 3 });
+        expect(await store.cancel('race-1')).to.equal('already');
+        // One that has expired is not brought back by a cancel.
+        expect(await store.cancel('never-was')).to.equal('missing');
+        expect(await store.get('never-was')).to.equal(undefined);
+      } finally {
+        redis.disconnect();
+      }
     });
 
     it('answers 409 to a cancel of an import that has finished', async () => {

@@ -2,18 +2,10 @@ import { expect } from 'chai';
 import { Redis } from 'ioredis';
 
 import { createRedis } from '../../src/redis.js';
-import { userBody, waitForJob } from '../support/fixtures.js';
+import { until, userBody, waitForJob } from '../support/fixtures.js';
 import { startWorkerProcess } from '../support/processes.js';
 import { startRedisServer, type RedisServer } from '../support/redis.js';
 import { startStack, type Stack } from '../support/stack.js';
-
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 describe('crashes, shutdowns and outages', function () {
   this.timeout(60_000);
@@ -168,6 +160,7 @@ describe('crashes, shutdowns and outages', function () {
       );
       const job = await timed('GET /jobs', () => stack.call('GET', '/jobs/some-job'));
       const ready = await timed('GET /health/ready', () => stack.call('GET', '/health/ready'));
+      const imports = await timed('GET /imports', () => stack.call('GET', '/imports'));
       const waited = Object.values(took).reduce((sum, ms) => sum + ms, 0);
 
       expect(refused.status).to.equal(503);
@@ -176,6 +169,7 @@ describe('crashes, shutdowns and outages', function () {
         code: 'queue_unavailable',
       });
       expect(job.status).to.equal(503);
+      expect(imports.body).to.deep.equal(refused.body);
       expect(ready.status).to.equal(503);
       expect(ready.body.error).to.include('redis');
       // "At once" means no request waits for Redis to come back; generous for a busy machine.

@@ -49,3 +49,16 @@ export async function createUser(stack: Stack, username: string, extra = {}): Pr
   }
   return answer.body.user.id;
 }
+
+/** Waits until `check` holds, polling every 25 ms; fails after `timeoutMs`, naming `what`. */
+export async function until(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 15_000,
+) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}

@@ -44,6 +44,8 @@ export interface OperationSpec {
   notes?: Record<string, string>;
   /** A write carried out as a job: adds `Prefer`, the 202 answer, 502 and `Kitter-Job`. */
   job?: boolean;
+  /** Takes `Idempotency-Key` without being a job (an import): adds that parameter. */
+  idempotent?: boolean;
   /** A read that asks Keycloak or wac-core: adds 502. */
   backends?: boolean;
   /** For a route registered only under some configuration: when it is. */
@@ -230,7 +232,7 @@ function operationOf(spec: OperationSpec): OpenApiOperation {
     ...parametersOf(spec, 'path'),
     ...parametersOf(spec, 'query'),
     ...(spec.job ? [{ $ref: '#/components/parameters/Prefer' }] : []),
-    ...(spec.job ? [{ $ref: '#/components/parameters/IdempotencyKey' }] : []),
+    ...(spec.job || spec.idempotent ? [{ $ref: '#/components/parameters/IdempotencyKey' }] : []),
   ];
   if (parameters.length > 0) operation.parameters = parameters;
 

@@ -142,7 +142,10 @@ export function importRoutes(deps: ApiDeps): Router<ApiState> {
   // one meanwhile drop it). Sent again, it answers the same; the clearing is queued once.
   router.delete('/imports/:id', async (ctx) => {
     const { id } = await existingImport(deps, ctx.params);
-    if ((await deps.imports.cancel(id)) === 'finished') throw errors.importFinished(id);
+    const outcome = await deps.imports.cancel(id);
+    if (outcome === 'finished') throw errors.importFinished(id);
+    // Expired between the two reads: gone, as if it had been a moment earlier.
+    if (outcome === 'missing') throw errors.notFound(`import ${id}`);
 
     const data: ImportCancelData = { v: 1, importId: id, requestId: ctx.state.requestId };
     const job = await deps.gateway.submit(JOB_TYPES.importCancel, data, {
@@ -190,7 +193,9 @@ interface Upload {
  * checked against.
  */
 function requestFingerprint(secretKey: string, dryRun: boolean): Hmac {
-  return createHmac('sha256', secretKey).update(dryRun ? 'dry run\n' : 'import\n');
+  // A key of its own, derived from KITTER_SECRET_KEY, used for nothing else.
+  const key = createHmac('sha256', secretKey).update('kitter import fingerprint').digest();
+  return createHmac('sha256', key).update(dryRun ? 'dry run\n' : 'import\n');
 }
 
 /** The uploaded file on disk: a CSV body as it streams in, or the multipart field `file`. */
