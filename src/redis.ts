@@ -8,9 +8,10 @@ export type RedisClient = Redis | Cluster;
 /**
  * What a connection is for, which decides how it behaves while Redis is away:
  * - `producer`: the API's. Commands fail at once instead of waiting in ioredis' offline queue,
- *   so a request is answered 503 rather than left hanging; so do commands already sent when
- *   the connection drops (ioredis would otherwise hold them for 20 reconnection attempts, about
- *   10 s, to send them again). Lazy: the caller awaits `connect()`.
+ *   so a request is answered 503 rather than left hanging. Commands already sent when the
+ *   connection drops are sent again if the first reconnection succeeds (a connection cut, not
+ *   Redis gone) and fail when it does not: ioredis' default held them for 20 attempts, about
+ *   10 s. Lazy: the caller awaits `connect()`.
  * - `blocking`: workers and QueueEvents (BullMQ requires `maxRetriesPerRequest: null`). Commands
  *   wait for the connection to come back, however long that takes. Not lazy: BullMQ's copies of
  *   a lazy connection did not take jobs again after Redis restarted.
@@ -19,7 +20,7 @@ export type RedisClient = Redis | Cluster;
 export type RedisRole = 'producer' | 'blocking' | 'probe';
 
 const ROLE_OPTIONS: Record<RedisRole, RedisOptions> = {
-  producer: { enableOfflineQueue: false, maxRetriesPerRequest: 0, lazyConnect: true },
+  producer: { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true },
   blocking: { maxRetriesPerRequest: null },
   probe: {
     lazyConnect: true,
