@@ -121,6 +121,10 @@ export function jsonBody(
     text: false,
     onError: (err) => {
       if ((err as { status?: number }).status === 413) throw errors.payloadTooLarge(JSON_LIMIT);
+      // JSON, but `null`, a number or a string: every write takes an object.
+      if (/only supports object and array/.test(err.message)) {
+        throw errors.validation('the request body must be a JSON object');
+      }
       throw errors.validation('the request body is not valid JSON');
     },
   });

@@ -78,6 +78,18 @@ describe('the HTTP API', function () {
       expect((await stack.call('GET', '/jobs')).body.jobs.length).to.equal(jobsBefore);
     });
 
+    it('answers 400 naming what a JSON body that is not an object is', async () => {
+      for (const body of ['null', '42', '"ada"']) {
+        const answer = await stack.call('POST', '/domains', body);
+
+        expect(answer.status, body).to.equal(400);
+        expect(answer.body).to.deep.equal({
+          error: 'the request body must be a JSON object',
+          code: 'validation_failed',
+        });
+      }
+    });
+
     it('answers 415 for a body that is not JSON', async () => {
       const answer = await stack.call('POST', '/domains', 'domain=example.com', {
         'content-type': 'application/x-www-form-urlencoded',
