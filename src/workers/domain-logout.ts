@@ -18,7 +18,9 @@ export interface LogoutResult {
  * Logs out every user of a domain: walks the domain's users in Keycloak page by page, ends
  * each one's sessions with at most `logoutFanOut` calls in flight, and saves after each page
  * how far it got, so a re-run after a crash goes on from there instead of starting over.
- * Progress is `{done, total}`.
+ * Keycloak pages by offset, so a user deleted meanwhile from a page already walked moves every
+ * later user one place up, and one of them would be passed over: when the domain has fewer
+ * users at the end than at the start, it is walked once more. Progress is `{done, total}`.
  */
 export async function logoutDomain(
   job: Job<DomainLogoutData>,
@@ -31,29 +33,50 @@ export async function logoutDomain(
   const data = job.data;
   const { keycloak } = deps;
   const filter = { attributes: { domain: data.domain } };
-  let cursor = data.cursor ?? 0;
 
   try {
     // The total counts users already done before a crash, plus those still to do.
     const total = await keycloak.countUsers(filter);
-    await job.updateProgress({ done: cursor, total: Math.max(total, cursor) });
+    let cursor = data.cursor ?? 0;
+    const progress = () => job.updateProgress({ done: cursor, total: Math.max(total, cursor) });
+    await progress();
 
     const readPage = (first: number) => keycloak.findUsers({ ...filter, first, max: PAGE });
-    let page = await readPage(cursor);
-    for (;;) {
-      // The next page is read while this one is logged out, so no logout waits for it.
-      const next = page.length < PAGE ? undefined : readPage(cursor + page.length);
-      next?.catch(() => undefined);
-      await mapLimited(page, deps.settings.logoutFanOut, (user) =>
-        logoutIgnoringGone(deps, user.id!),
-      );
+    const walk = async (from: number, afterPage: (walked: number) => Promise<unknown>) => {
+      let walked = from;
+      let page = await readPage(walked);
+      for (;;) {
+        // The next page is read while this one is logged out, so no logout waits for it.
+        const next = page.length < PAGE ? undefined : readPage(walked + page.length);
+        next?.catch(() => undefined);
+        await mapLimited(page, deps.settings.logoutFanOut, (user) =>
+          logoutIgnoringGone(deps, user.id!),
+        );
+        walked += page.length;
+        await afterPage(walked);
+        if (!next) return walked;
+        page = await next;
+      }
+    };
 
-      cursor += page.length;
+    cursor = await walk(cursor, async (walked) => {
+      cursor = walked;
       await job.updateData({ ...data, cursor });
-      await job.updateProgress({ done: cursor, total: Math.max(total, cursor) });
-      if (!next) return { done: cursor, total: Math.max(total, cursor) };
-      page = await next;
+      await progress();
+    });
+
+    const left = await keycloak.countUsers(filter);
+    if (left < total) {
+      deps.logger.info(
+        { jobId: job.id, domain: data.domain, before: total, after: left },
+        'users were deleted while their domain was logged out: walking it once more',
+      );
+      // Logging out a user twice does no harm; passing one over would.
+      const again = await walk(0, async () => undefined);
+      await job.updateProgress({ done: again, total: again });
+      return { done: again, total: again };
     }
+    return { done: cursor, total: Math.max(total, cursor) };
   } catch (err) {
     throw await failAttempt(job, err);
   }

@@ -2,8 +2,8 @@ import { expect } from 'chai';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 
-import { createUser, waitForJob } from '../support/fixtures.js';
-import { startStack, type Stack } from '../support/stack.js';
+import { createUser, until, waitForJob } from '../support/fixtures.js';
+import { CLIENT_SECRET, startStack, type Stack } from '../support/stack.js';
 
 describe('managing domains', function () {
   let stack: Stack;
@@ -109,6 +109,30 @@ describe('managing domains', function () {
       expect(stack.keycloak.logoutCount(outsider[0])).to.equal(0);
     });
 
+    it('passes no user over when one is deleted from a page already walked', async () => {
+      const ids = stack.keycloak.seedUsers(
+        Array.from({ length: 250 }, (_, i) => ({
+          username: `user${String(i).padStart(3, '0')}`,
+          enabled: true,
+          attributes: { domain: ['example.com'] },
+        })),
+      );
+      // Each page takes 300 ms (100 logouts of 30 ms, 10 at a time). Page 2 is read as page 1
+      // starts, page 3 as page 2 starts: a user of page 1 deleted in between moves user200 to
+      // where page 2 ends, already read, and page 3 then starts at user201.
+      stack.keycloak.faults.set({ latency_ms: 30, paths: '/logout$' });
+      const answer = await stack.call('POST', `/domains/${domainId}/logout`);
+      await until('page 1 under way', () => stack.keycloak.logoutCount(ids[5]) > 0);
+      await deleteKeycloakUser(stack, ids[0]);
+
+      const job = await waitForJob(stack, answer.body.job.id, 20_000);
+
+      const passedOver = ids.slice(1).filter((id) => stack.keycloak.logoutCount(id) === 0);
+      expect(passedOver).to.deep.equal([]);
+      expect(job.state).to.equal('succeeded');
+      expect([job.done, job.total]).to.deep.equal([249, 249]);
+    });
+
     it('goes on where a crashed run stopped instead of starting over', async () => {
       const ids = stack.keycloak.seedUsers(
         Array.from({ length: 250 }, (_, i) => ({
@@ -157,3 +181,22 @@ describe('managing domains', function () {
     });
   });
 });
+
+/** Deletes a user in the Keycloak emulator as an administrator would, behind kitter's back. */
+async function deleteKeycloakUser(stack: Stack, id: string): Promise<void> {
+  const base = stack.keycloak.url;
+  const token = await fetch(`${base}/realms/quobis/protocol/openid-connect/token`, {
+    method: 'POST',
+    body: new URLSearchParams({
+      grant_type: 'client_credentials',
+      client_id: 'kitter',
+      client_secret: CLIENT_SECRET,
+    }),
+  });
+  const { access_token: accessToken } = (await token.json()) as { access_token: string };
+  const deleted = await fetch(`${base}/admin/realms/quobis/users/${id}`, {
+    method: 'DELETE',
+    headers: { authorization: `Bearer ${accessToken}` },
+  });
+  if (deleted.status !== 204) throw new Error(`deleting ${id}: ${deleted.status}`);
+}
