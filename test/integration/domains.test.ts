@@ -87,13 +87,7 @@ describe('managing domains', function () {
 
   describe('logging out a domain', () => {
     it('answers 202 and logs out every user of the domain, reporting done and total', async () => {
-      const ids = stack.keycloak.seedUsers(
-        Array.from({ length: 250 }, (_, i) => ({
-          username: `user${String(i).padStart(3, '0')}`,
-          enabled: true,
-          attributes: { domain: ['example.com'] },
-        })),
-      );
+      const ids = seedDomainUsers(stack, 250);
       const outsider = stack.keycloak.seedUsers([
         { username: 'outsider', enabled: true, attributes: { domain: ['other.com'] } },
       ]);
@@ -110,13 +104,7 @@ describe('managing domains', function () {
     });
 
     it('passes no user over when one is deleted from a page already walked', async () => {
-      const ids = stack.keycloak.seedUsers(
-        Array.from({ length: 250 }, (_, i) => ({
-          username: `user${String(i).padStart(3, '0')}`,
-          enabled: true,
-          attributes: { domain: ['example.com'] },
-        })),
-      );
+      const ids = seedDomainUsers(stack, 250);
       // Each page takes 300 ms (100 logouts of 30 ms, 10 at a time). Page 2 is read as page 1
       // starts, page 3 as page 2 starts: a user of page 1 deleted in between moves user200 to
       // where page 2 ends, already read, and page 3 then starts at user201.
@@ -134,13 +122,7 @@ describe('managing domains', function () {
     });
 
     it('goes on where a crashed run stopped instead of starting over', async () => {
-      const ids = stack.keycloak.seedUsers(
-        Array.from({ length: 250 }, (_, i) => ({
-          username: `user${String(i).padStart(3, '0')}`,
-          enabled: true,
-          attributes: { domain: ['example.com'] },
-        })),
-      );
+      const ids = seedDomainUsers(stack, 250);
       // The state a run leaves when it dies after its first page: cursor 100 saved.
       const redis = new Redis(stack.config.redisUrl);
       const queue = new Queue('logout', { connection: redis, prefix: stack.config.queuePrefix });
@@ -160,13 +142,7 @@ describe('managing domains', function () {
     });
 
     it('does not hold up user provisioning while a large domain is logged out', async () => {
-      stack.keycloak.seedUsers(
-        Array.from({ length: 400 }, (_, i) => ({
-          username: `user${String(i).padStart(3, '0')}`,
-          enabled: true,
-          attributes: { domain: ['example.com'] },
-        })),
-      );
+      seedDomainUsers(stack, 400);
       stack.keycloak.faults.set({ latency_ms: 50, paths: '/logout$' });
       const logout = await stack.call('POST', `/domains/${domainId}/logout`);
 
@@ -199,4 +175,15 @@ async function deleteKeycloakUser(stack: Stack, id: string): Promise<void> {
     headers: { authorization: `Bearer ${accessToken}` },
   });
   if (deleted.status !== 204) throw new Error(`deleting ${id}: ${deleted.status}`);
+}
+
+/** `count` Keycloak users of example.com, user000 on, in Keycloak only; answers their ids. */
+function seedDomainUsers(stack: Stack, count: number): string[] {
+  return stack.keycloak.seedUsers(
+    Array.from({ length: count }, (_, i) => ({
+      username: `user${String(i).padStart(3, '0')}`,
+      enabled: true,
+      attributes: { domain: ['example.com'] },
+    })),
+  );
 }
