@@ -37,6 +37,20 @@ const LISTED = 50;
 /** How long an import is kept once it has ended: as long as failed jobs. */
 const KEEP_S = 7 * 24 * 3600;
 
+/** Lua: ends the import of KEYS (its four keys, see `parts`) as `state`, kept `ttl` seconds. */
+const endAs = (state: string, now: string, ttl: string) => `
+redis.call('HSET', KEYS[1], 'state', '${state}', 'finished_at', ${now})
+for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ${ttl}) end`;
+
+/** Lua: finishes the running import of KEYS once its valid rows have all ended; 1 if it did. */
+const finishWhenEnded = (now: string, ttl: string) => `
+local h = redis.call('HMGET', KEYS[1], 'state', 'valid', 'succeeded', 'failed', 'cancelled')
+if h[1] ~= 'running' then return 0 end
+local ended = tonumber(h[3] or 0) + tonumber(h[4] or 0) + tonumber(h[5] or 0)
+if ended < tonumber(h[2] or 0) then return 0 end
+${endAs('finished', now, ttl)}
+return 1`;
+
 /**
  * Counts a row's outcome once however often it is reported (a job may run twice): the row
  * goes into the set of ended rows first, and only a row new to it is counted. When every valid
@@ -46,15 +60,7 @@ const RECORD_OUTCOME = `
 if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
-local h = redis.call('HMGET', KEYS[1], 'state', 'valid', 'succeeded', 'failed', 'cancelled')
-if h[1] == 'running' then
-  local ended = tonumber(h[3] or 0) + tonumber(h[4] or 0) + tonumber(h[5] or 0)
-  if ended >= tonumber(h[2] or 0) then
-    redis.call('HSET', KEYS[1], 'state', 'finished', 'finished_at', ARGV[3])
-    redis.call('EXPIRE', KEYS[1], ARGV[4])
-  end
-end
-return 1
+${finishWhenEnded('ARGV[3]', 'ARGV[4]')}
 `;
 
 /** Ends an import as cancelled unless it has ended already (or is gone); answers which. */
@@ -63,8 +69,7 @@ if redis.call('HEXISTS', KEYS[1], 'created_at') == 0 then return 'missing' end
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'finished' then return 'finished' end
 if state == 'cancelled' then return 'already' end
-redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[1])
-for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[2]) end
+${endAs('cancelled', 'ARGV[1]', 'ARGV[2]')}
 return 'cancelled'
 `;
 
@@ -77,8 +82,7 @@ const UPLOADED = `
 redis.call('HSET', KEYS[1], 'total', ARGV[1], 'valid', ARGV[2], 'invalid', ARGV[3])
 if redis.call('HGET', KEYS[1], 'state') ~= 'validating' then return 0 end
 if redis.call('HGET', KEYS[1], 'dry_run') == '1' or tonumber(ARGV[2]) == 0 then
-  redis.call('HSET', KEYS[1], 'state', 'finished', 'finished_at', ARGV[4])
-  for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[5]) end
+  ${endAs('finished', 'ARGV[4]', 'ARGV[5]')}
   return 0
 end
 redis.call('HSET', KEYS[1], 'state', 'running')
@@ -86,15 +90,7 @@ return 1
 `;
 
 /** Finishes a running import whose valid rows have all ended; any other is left as it is. */
-const FINISH_IF_DONE = `
-local h = redis.call('HMGET', KEYS[1], 'state', 'valid', 'succeeded', 'failed', 'cancelled')
-if h[1] ~= 'running' then return 0 end
-local ended = tonumber(h[3] or 0) + tonumber(h[4] or 0) + tonumber(h[5] or 0)
-if ended < tonumber(h[2] or 0) then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'finished', 'finished_at', ARGV[1])
-for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[2]) end
-return 1
-`;
+const FINISH_IF_DONE = finishWhenEnded('ARGV[1]', 'ARGV[2]');
 
 /**
  * Records a new import and lists it, unless one of that id exists; kept as long as an ended
@@ -207,11 +203,11 @@ export class ImportStore {
   }
 
   async recordOutcome(id: string, row: number, outcome: RowOutcome): Promise<void> {
+    const parts = this.parts(id);
     await this.redis.eval(
       RECORD_OUTCOME,
-      2,
-      this.key(id),
-      this.key(id, ':ended'),
+      parts.length,
+      ...parts,
       String(row),
       outcome,
       now(),
