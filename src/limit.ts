@@ -42,3 +42,21 @@ export class Slots {
     }
   }
 }
+
+/**
+ * Waits for `work` at most `ms`: answers `done` when it ended in time (failed or not; a failure
+ * is the caller's to read from `work`), `late` when the time ran out first.
+ */
+export async function settleWithin(work: Promise<unknown>, ms: number): Promise<'done' | 'late'> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(resolve, ms, 'late')));
+  try {
+    const ended = work.then(
+      () => 'done' as const,
+      () => 'done' as const,
+    );
+    return await Promise.race([ended, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

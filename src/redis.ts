@@ -1,6 +1,7 @@
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 
 import type { RedisSettings } from './config.js';
+import { settleWithin } from './limit.js';
 
 /** A connection to the configured Redis, whichever its topology. */
 export type RedisClient = Redis | Cluster;
@@ -91,10 +92,10 @@ export function isRedisUnreachable(err: unknown): boolean {
 export async function closeRedis(...clients: RedisClient[]): Promise<void> {
   await Promise.all(
     clients.map(async (client) => {
-      let timer: NodeJS.Timeout | undefined;
-      const gaveUp = new Promise<void>((resolve) => (timer = setTimeout(resolve, QUIT_WAIT_MS)));
-      await Promise.race([client.quit().catch(() => undefined), gaveUp]);
-      clearTimeout(timer);
+      await settleWithin(
+        client.quit().catch(() => undefined),
+        QUIT_WAIT_MS,
+      );
       client.disconnect();
     }),
   );

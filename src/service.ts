@@ -17,6 +17,7 @@ import { createQueues, QUEUE_NAMES } from './jobs/queues.js';
 import { SecretBox } from './jobs/secrets.js';
 import type { Logger } from './logger.js';
 import { Metrics } from './metrics.js';
+import { settleWithin } from './limit.js';
 import { closeRedis, createRedis, replicasToConfirm } from './redis.js';
 import { startWorkers, type RunningWorkers } from './workers/index.js';
 
@@ -181,16 +182,15 @@ const STEP_MS = 5_000;
 /** Runs every step in order, each at most its time, even when one fails or overruns. */
 async function runAll(steps: Closer[], logger: Logger): Promise<void> {
   for (const [what, close, withinMs = STEP_MS] of steps) {
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<'late'>((resolve) => (timer = setTimeout(resolve, withinMs, 'late')));
     try {
-      if ((await Promise.race([close(), late])) === 'late') {
+      const closing = close();
+      if ((await settleWithin(closing, withinMs)) === 'late') {
         logger.warn({ step: what, ms: withinMs }, 'shutdown step overran, going on without it');
+      } else {
+        await closing;
       }
     } catch (err) {
       logger.warn({ step: what, err: String(err) }, 'shutdown step failed');
-    } finally {
-      clearTimeout(timer);
     }
   }
 }

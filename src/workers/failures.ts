@@ -8,6 +8,15 @@ export function isFinalAttempt(job: Job): boolean {
   return job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
 }
 
+/**
+ * True when the job has run before: an earlier attempt, or a run its worker died in, may have
+ * made records. `runningNow` for a job being run (BullMQ has counted this start already).
+ */
+export function ranBefore(job: Job, runningNow: boolean): boolean {
+  const earlierStarts = job.attemptsStarted - (runningNow ? 1 : 0);
+  return earlierStarts > 0 || (job.data as { progress?: unknown }).progress !== undefined;
+}
+
 export function isRetryable(err: unknown): boolean {
   return err instanceof BackendError && err.retryable;
 }

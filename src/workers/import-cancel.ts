@@ -5,7 +5,7 @@ import { hasFields, type ImportCancelData } from '../jobs/types.js';
 import { mapLimited } from '../limit.js';
 import type { ImportView } from '../imports/store.js';
 import type { WorkerDeps } from './deps.js';
-import { failAttempt } from './failures.js';
+import { failAttempt, ranBefore } from './failures.js';
 
 /** Row jobs looked at, and removed, at once. */
 const IN_FLIGHT = 50;
@@ -55,9 +55,7 @@ async function removeIfWaiting(
   jobId: string,
 ): Promise<boolean> {
   const job = await queue.getJob(jobId);
-  if (!job || job.attemptsStarted > 0 || (job.data as { progress?: unknown }).progress) {
-    return false;
-  }
+  if (!job || ranBefore(job, false)) return false;
   const state = await job.getState();
   if (!['waiting', 'prioritized', 'delayed', 'waiting-children'].includes(state)) return false;
   try {

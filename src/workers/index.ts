@@ -5,11 +5,12 @@ import type { Ordered } from '../jobs/gateway.js';
 import { decodeFailure, encodeFailure } from '../jobs/outcome.js';
 import type { ImportRow } from '../jobs/types.js';
 import { METRICS_MINUTES } from '../jobs/queue-status.js';
+import { settleWithin } from '../limit.js';
 import { JOB_TYPES, QUEUE_NAMES, type JobType, type QueueName } from '../jobs/queues.js';
 import type { Metrics } from '../metrics.js';
 import type { RedisClient } from '../redis.js';
 import type { WorkerDeps } from './deps.js';
-import { isFinalAttempt } from './failures.js';
+import { isFinalAttempt, ranBefore } from './failures.js';
 import { deleteDomain, updateDomain } from './domain-change.js';
 import { cancelImport } from './import-cancel.js';
 import { createDomain } from './domain-create.js';
@@ -171,7 +172,7 @@ async function runJob(job: Job, token: string | undefined, context: JobContext) 
 
   const row = (job.data as { import?: ImportRow }).import;
   try {
-    if (row && neverStarted(job) && (await context.cancelled.has(row.id))) {
+    if (row && !ranBefore(job, true) && (await context.cancelled.has(row.id))) {
       // A row of a cancelled import that had not started: dropped, as the cancel would have.
       // One that ran before (a retry, a re-run after a crash) goes on, and its undo with it;
       // so does this one if dropping it fails (Redis away): its retry runs it.
@@ -205,11 +206,6 @@ async function runJob(job: Job, token: string | undefined, context: JobContext) 
     );
     throw err;
   }
-}
-
-/** This is the job's first start, and it has saved nothing yet. */
-function neverStarted(job: Job): boolean {
-  return job.attemptsStarted <= 1 && (job.data as { progress?: unknown }).progress === undefined;
 }
 
 /** How long a worker trusts what it read of an import's state before it reads it again. */
@@ -312,12 +308,9 @@ function slowsTheQueue(err: unknown): boolean {
  */
 async function closeWithin(workers: Worker[], deadlineMs: number): Promise<void> {
   const graceful = Promise.all(workers.map((worker) => worker.close()));
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<'late'>((resolve) => {
-    timer = setTimeout(() => resolve('late'), deadlineMs);
-  });
-
-  const outcome = await Promise.race([graceful.then(() => 'done' as const), deadline]);
-  clearTimeout(timer);
-  if (outcome === 'late') await Promise.all(workers.map((worker) => worker.close(true)));
+  if ((await settleWithin(graceful, deadlineMs)) === 'late') {
+    await Promise.all(workers.map((worker) => worker.close(true)));
+  } else {
+    await graceful;
+  }
 }

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 
 import { API_TOKEN, startStack, type Stack } from '../support/stack.js';
-import { PASSWORD, SIP_PASSWORD, userBody, waitForJob } from '../support/fixtures.js';
+import { PASSWORD, SIP_PASSWORD, until, userBody, waitForJob } from '../support/fixtures.js';
 import { sample } from '../support/metrics.js';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
@@ -12,14 +12,6 @@ function plainUser(username: string) {
   return {
     user: { username, email: `${username}@example.com`, attributes: { domain: 'example.com' } },
   };
-}
-
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
 }
 
 async function jobState(stack: Stack, id: string): Promise<string> {

@@ -3,10 +3,10 @@ import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 
 import { Redis } from 'ioredis';
 
+import { until } from './fixtures.js';
 import { freePort } from './redis.js';
 
 /** Private Redis processes on loopback, in a temporary folder of their own. */
@@ -199,14 +199,5 @@ async function answers(port: number): Promise<boolean> {
     return (await ask(port, ['PING'])) === 'PONG';
   } catch {
     return false;
-  }
-}
-
-/** Waits for `check` to hold; a check that throws ends the wait with its error. */
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 15_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
   }
 }

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 
-import { Slots } from '../../src/limit.js';
+import { settleWithin, Slots } from '../../src/limit.js';
 
 describe('slots', () => {
   const tick = () => new Promise((resolve) => setImmediate(resolve));
@@ -44,5 +44,18 @@ describe('slots', () => {
 
     expect(outcome).to.equal('no');
     expect(await next).to.equal('ran');
+  });
+});
+
+describe('settleWithin', () => {
+  const after = (ms: number, fail = false) =>
+    new Promise((resolve, reject) => setTimeout(fail ? reject : resolve, ms, new Error('no')));
+
+  it('answers done for work that ends in time, failed or not, and late otherwise', async () => {
+    expect(await settleWithin(after(5), 200)).to.equal('done');
+    expect(await settleWithin(after(5, true), 200)).to.equal('done');
+    // Work that fails after its time is up is no unhandled rejection.
+    expect(await settleWithin(after(100, true), 10)).to.equal('late');
+    await new Promise((resolve) => setTimeout(resolve, 120));
   });
 });
