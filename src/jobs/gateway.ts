@@ -66,21 +66,40 @@ const POLL_MS = 250;
 const REPLICA_WAIT_MS = 1000;
 
 /**
+ * How long a queue's event stream is still read after the last wait on it has ended. The stream
+ * is read only while a request waits: every job added and every step of every job is an event,
+ * and an API reading all of them during an import spends a tenth of its time on them.
+ */
+const LISTEN_IDLE_MS = 30_000;
+
+/** The event stream of one queue, read while requests wait on its jobs. */
+interface Listener {
+  ready: Promise<QueueEvents>;
+  waits: number;
+  idle?: NodeJS.Timeout;
+}
+
+/**
  * The API's side of the queues: adds jobs, reads their state, and waits (bounded) for them to
  * end. Any Redis failure here is answered 503 at once.
  */
 export class JobGateway {
-  private readonly events = new Map<QueueName, QueueEvents>();
+  private readonly listeners = new Map<QueueName, Listener>();
   private readonly waiting = new Map<string, Set<(event?: JobEnded) => void>>();
 
   private readonly redis: RedisClient;
+  private readonly eventsConnection: RedisClient;
+  private readonly listenable: ReadonlySet<QueueName>;
   private readonly prefix: string;
   private readonly replicas: number;
+  private readonly pollMs: number;
+  private readonly listenIdleMs: number;
 
   /**
    * `connection` is the API's own; `events` is one that may block (see `createRedis`), which
    * BullMQ copies for each queue's event stream; `replicas` is how many replicas must hold a new
-   * job before it counts as accepted (see `replicasToConfirm`).
+   * job before it counts as accepted (see `replicasToConfirm`). `pollMs` and `listenIdleMs`
+   * are for tests: the poll behind the event stream, and how long the stream outlives a wait.
    */
   constructor(
     private readonly queues: Queues,
@@ -90,22 +109,17 @@ export class JobGateway {
       prefix: string;
       listen: QueueName[];
       replicas?: number;
+      pollMs?: number;
+      listenIdleMs?: number;
     },
   ) {
     this.redis = options.connection;
     this.prefix = options.prefix;
     this.replicas = options.replicas ?? 0;
-    for (const name of options.listen) {
-      const events = new QueueEvents(name, {
-        connection: options.events,
-        prefix: options.prefix,
-      });
-      events.on('completed', ({ jobId, returnvalue }) => this.wake(jobId, { result: returnvalue }));
-      events.on('failed', ({ jobId }) => this.wake(jobId));
-      // Redis outages are reported by the readiness check; QueueEvents reconnects by itself.
-      events.on('error', () => undefined);
-      this.events.set(name, events);
-    }
+    this.eventsConnection = options.events;
+    this.listenable = new Set(options.listen);
+    this.pollMs = options.pollMs ?? POLL_MS;
+    this.listenIdleMs = options.listenIdleMs ?? LISTEN_IDLE_MS;
   }
 
   /**
@@ -229,22 +243,27 @@ export class JobGateway {
   async wait(job: Job, timeoutMs: number): Promise<JobView> {
     const deadline = Date.now() + timeoutMs;
     const id = job.id!;
+    const listener = await this.startListening(job.queueName as QueueName);
 
-    for (;;) {
-      let wake!: (event?: JobEnded) => void;
-      const woken = new Promise<JobEnded | undefined>((resolve) => (wake = resolve));
-      this.listen(id, wake);
+    try {
+      for (;;) {
+        let wake!: (event?: JobEnded) => void;
+        const woken = new Promise<JobEnded | undefined>((resolve) => (wake = resolve));
+        this.listen(id, wake);
 
-      try {
-        const view = await this.view(job);
-        const left = deadline - Date.now();
-        if (view.state === 'succeeded' || view.state === 'failed' || left <= 0) return view;
-        const ended = await Promise.race([woken, sleep(Math.min(POLL_MS, left), undefined)]);
-        if (ended)
-          return { ...view, state: 'succeeded', progress: 100, result: ended.result ?? null };
-      } finally {
-        this.unlisten(id, wake);
+        try {
+          const view = await this.view(job);
+          const left = deadline - Date.now();
+          if (view.state === 'succeeded' || view.state === 'failed' || left <= 0) return view;
+          const ended = await Promise.race([woken, sleep(Math.min(this.pollMs, left), undefined)]);
+          if (ended)
+            return { ...view, state: 'succeeded', progress: 100, result: ended.result ?? null };
+        } finally {
+          this.unlisten(id, wake);
+        }
       }
+    } finally {
+      if (listener) this.stopListening(job.queueName as QueueName, listener);
     }
   }
 
@@ -262,7 +281,63 @@ export class JobGateway {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.events.values()].map((events) => events.close()));
+    const listeners = [...this.listeners.values()];
+    this.listeners.clear();
+    await Promise.all(
+      listeners.map(async (listener) => {
+        clearTimeout(listener.idle);
+        const events = await listener.ready.catch(() => undefined);
+        await events?.close();
+      }),
+    );
+  }
+
+  /**
+   * Reads the queue's event stream while a request waits on one of its jobs. A stream opened
+   * for this wait is read from Redis's clock before the job's state is first read, so that no
+   * job can end unseen in between. Without a stream (Redis away) the wait polls.
+   */
+  private async startListening(name: QueueName): Promise<Listener | undefined> {
+    if (!this.listenable.has(name)) return undefined;
+    let listener = this.listeners.get(name);
+    if (!listener) {
+      listener = { ready: this.openEvents(name), waits: 0 };
+      this.listeners.set(name, listener);
+    }
+    clearTimeout(listener.idle);
+    listener.waits++;
+    try {
+      await listener.ready;
+    } catch {
+      if (this.listeners.get(name) === listener) this.listeners.delete(name);
+    }
+    return listener;
+  }
+
+  /** The last wait on a queue has ended: its stream is closed if no other begins meanwhile. */
+  private stopListening(name: QueueName, listener: Listener): void {
+    if (--listener.waits > 0) return;
+    listener.idle = setTimeout(() => {
+      if (this.listeners.get(name) === listener) this.listeners.delete(name);
+      listener.ready.then((events) => events.close()).catch(() => undefined);
+    }, this.listenIdleMs);
+    listener.idle.unref();
+  }
+
+  private async openEvents(name: QueueName): Promise<QueueEvents> {
+    const [seconds, micros] = await this.redis.time();
+    // Stream ids are Redis's time in milliseconds: from a millisecond before now, every event.
+    const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+    const events = new QueueEvents(name, {
+      connection: this.eventsConnection,
+      prefix: this.prefix,
+      lastEventId: `${now - 1}-0`,
+    });
+    events.on('completed', ({ jobId, returnvalue }) => this.wake(jobId, { result: returnvalue }));
+    events.on('failed', ({ jobId }) => this.wake(jobId));
+    // Redis outages are reported by the readiness check; QueueEvents reconnects by itself.
+    events.on('error', () => undefined);
+    return events;
   }
 
   private listen(id: string, wake: (event?: JobEnded) => void): void {
