@@ -2,7 +2,8 @@
  * Import throughput and the API's memory: uploads a 100 000-row CSV file to a kitter API
  * process and reports rows validated and queued per second, beside a baseline measured in the
  * same run: csv-parse of the same file plus BullMQ addBulk of the same jobs, with no
- * validation. Also the API's peak resident memory during the upload.
+ * validation (`import-baseline.ts`, a fresh process each run). Also the peak resident memory of
+ * the API during the upload, and of the baseline's process.
  *
  *   npm run bench:import            (BENCH_ROWS=100000, BENCH_RUNS=3; medians are reported)
  */
@@ -12,8 +13,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 
-import { Queue } from 'bullmq';
-import { parse } from 'csv-parse';
 import { Redis } from 'ioredis';
 
 import { startKeycloakEmulator } from '../src/emulators/keycloak.js';
@@ -27,10 +26,13 @@ import {
   pairedRatio,
   peakRssMb,
   round,
+  rssMb,
   RUNS,
   saveResult,
+  startChild,
   startKitter,
 } from './support.js';
+import type { BaselineResult } from './import-baseline.js';
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 100_000);
 const CHUNK = 500;
@@ -58,6 +60,9 @@ const runs: Array<{
   kitter_rows_per_s: number;
   baseline_rows_per_s: number;
   rss_mb: number;
+  api_rss_before_mb: number;
+  baseline_peak_rss_mb: number;
+  baseline_rss_before_mb: number;
   kitter_cpu_s: number;
   baseline_cpu_s: number;
 }> = [];
@@ -70,6 +75,9 @@ for (let run = 0; run < RUNS; run++) {
     kitter_rows_per_s: kitter.rate,
     baseline_rows_per_s: baseline.rate,
     rss_mb: kitter.rss,
+    api_rss_before_mb: kitter.rssBefore,
+    baseline_peak_rss_mb: baseline.peakRss,
+    baseline_rss_before_mb: baseline.rssBefore,
     kitter_cpu_s: kitter.cpu,
     baseline_cpu_s: baseline.cpu,
   });
@@ -78,6 +86,9 @@ for (let run = 0; run < RUNS; run++) {
 const kitterRate = median(runs.map((r) => r.kitter_rows_per_s));
 const baselineRate = median(runs.map((r) => r.baseline_rows_per_s));
 const rss = median(runs.map((r) => r.rss_mb));
+const apiBefore = median(runs.map((r) => r.api_rss_before_mb));
+const baselinePeak = median(runs.map((r) => r.baseline_peak_rss_mb));
+const baselineBefore = median(runs.map((r) => r.baseline_rss_before_mb));
 const kitterCpu = median(runs.map((r) => r.kitter_cpu_s));
 const baselineCpu = median(runs.map((r) => r.baseline_cpu_s));
 
@@ -93,6 +104,11 @@ const result = {
   ),
   ratio_of_medians: Math.round((kitterRate / baselineRate) * 100) / 100,
   api_peak_rss_mb: rss,
+  // The API's RSS just before the upload: started, idle.
+  api_rss_before_mb: apiBefore,
+  // The baseline's process (fresh each run, with tsx loaded): its peak, and its RSS before.
+  baseline_peak_rss_mb: baselinePeak,
+  baseline_rss_before_mb: baselineBefore,
   // CPU seconds of the import: the API process (all its threads) against the baseline's.
   kitter_cpu_s: kitterCpu,
   baseline_cpu_s: baselineCpu,
@@ -105,7 +121,8 @@ console.log(`import of ${ROWS} rows (${megabytes} MB), median of ${RUNS}`);
 console.log(`  kitter API:  ${kitterRate} rows/s validated and queued`);
 console.log(`  baseline:    ${baselineRate} rows/s (csv-parse + addBulk, no validation)`);
 console.log(`  ratio:       ${result.ratio} (target >= 0.7)`);
-console.log(`  API peak RSS: ${rss} MB (target < 150 MB)`);
+console.log(`  API peak RSS: ${rss} MB (target < 150 MB; ${apiBefore} MB idle before the upload)`);
+console.log(`  baseline peak RSS: ${baselinePeak} MB (${baselineBefore} MB before its run)`);
 console.log(`  CPU: API ${kitterCpu} s (all its threads), baseline ${baselineCpu} s`);
 await saveResult('import', result);
 
@@ -121,43 +138,17 @@ async function flush(): Promise<void> {
   await connection.quit();
 }
 
-/** What the import path does at its least: parse the file and queue one job a row. */
-async function runBaseline(): Promise<{ rate: number; cpu: number }> {
-  const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
-  const queue = new Queue('provisioning', { connection, prefix: 'bench-baseline' });
-  const started = process.hrtime.bigint();
-  const cpuBefore = process.cpuUsage();
-
-  let header: string[] | undefined;
-  let chunk: Array<{ name: string; data: unknown; opts: { jobId: string; priority: number } }> = [];
-  let row = 1;
-  for await (const cells of createReadStream(file).pipe(parse({ bom: true }))) {
-    if (!header) {
-      header = cells as string[];
-      continue;
-    }
-    row++;
-    const record = Object.fromEntries(header.map((name, i) => [name, (cells as string[])[i]]));
-    chunk.push({
-      name: 'user.create',
-      data: { v: 1, user: record, import: { id: 'baseline', row } },
-      opts: { jobId: `imp-baseline-r${row}`, priority: 10 },
-    });
-    if (chunk.length === CHUNK) {
-      await queue.addBulk(chunk);
-      chunk = [];
-    }
+/** What the import path does at its least, in a process of its own: see import-baseline.ts. */
+async function runBaseline(): Promise<BaselineResult> {
+  const child = await startChild('import-baseline.ts');
+  try {
+    return await child.run<BaselineResult>({ file, redisUrl: redis.url, rows: ROWS, chunk: CHUNK });
+  } finally {
+    await child.stop();
   }
-  if (chunk.length > 0) await queue.addBulk(chunk);
-
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  const { user, system } = process.cpuUsage(cpuBefore);
-  await queue.close();
-  await connection.quit();
-  return { rate: Math.round(ROWS / seconds), cpu: round((user + system) / 1e6, 2) };
 }
 
-async function runKitter(): Promise<{ rate: number; rss: number; cpu: number }> {
+async function runKitter(): Promise<{ rate: number; rss: number; rssBefore: number; cpu: number }> {
   const port = await freePort();
   const api = await startKitter(
     'api',
@@ -175,6 +166,7 @@ async function runKitter(): Promise<{ rate: number; rss: number; cpu: number }> 
     apiAnswers(`http://127.0.0.1:${port}`),
   );
 
+  const rssBefore = await rssMb(api.child.pid!);
   const cpuBefore = await cpuSeconds(api.child.pid!);
   const started = process.hrtime.bigint();
   const response = await fetch(`http://127.0.0.1:${port}/imports`, {
@@ -192,5 +184,5 @@ async function runKitter(): Promise<{ rate: number; rss: number; cpu: number }> 
   const cpu = round((await cpuSeconds(api.child.pid!)) - cpuBefore, 2);
   const rss = await peakRssMb(api.child.pid!);
   await api.stop();
-  return { rate: Math.round(ROWS / seconds), rss, cpu };
+  return { rate: Math.round(ROWS / seconds), rss, rssBefore, cpu };
 }

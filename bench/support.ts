@@ -56,8 +56,17 @@ export const apiAnswers = (url: string) => async () =>
 
 /** Peak resident memory of a process so far, in MB (Linux: VmHWM). */
 export async function peakRssMb(pid: number): Promise<number> {
+  return statusMb(pid, 'VmHWM');
+}
+
+/** A process's resident memory now, in MB. */
+export async function rssMb(pid: number): Promise<number> {
+  return statusMb(pid, 'VmRSS');
+}
+
+async function statusMb(pid: number, field: 'VmHWM' | 'VmRSS'): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const kb = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? NaN);
+  const kb = Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN);
   return Math.round(kb / 1024);
 }
 
