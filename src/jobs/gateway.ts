@@ -94,6 +94,8 @@ export class JobGateway {
   private readonly replicas: number;
   private readonly pollMs: number;
   private readonly listenIdleMs: number;
+  /** Once closed, no wait opens a stream: shutdown would not close it. */
+  private closed = false;
 
   /**
    * `connection` is the API's own; `events` is one that may block (see `createRedis`), which
@@ -281,6 +283,7 @@ export class JobGateway {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     const listeners = [...this.listeners.values()];
     this.listeners.clear();
     await Promise.all(
@@ -294,11 +297,12 @@ export class JobGateway {
 
   /**
    * Reads the queue's event stream while a request waits on one of its jobs. A stream opened
-   * for this wait is read from Redis's clock before the job's state is first read, so that no
-   * job can end unseen in between. Without a stream (Redis away) the wait polls.
+   * for this wait is read from where it stood before the job's state is first read, so that no
+   * job can end unseen in between. Without a stream (Redis away, or the gateway closed) the
+   * wait polls.
    */
   private async startListening(name: QueueName): Promise<Listener | undefined> {
-    if (!this.listenable.has(name)) return undefined;
+    if (this.closed || !this.listenable.has(name)) return undefined;
     let listener = this.listeners.get(name);
     if (!listener) {
       listener = { ready: this.openEvents(name), waits: 0 };
@@ -325,13 +329,15 @@ export class JobGateway {
   }
 
   private async openEvents(name: QueueName): Promise<QueueEvents> {
-    const [seconds, micros] = await this.redis.time();
-    // Stream ids are Redis's time in milliseconds: from a millisecond before now, every event.
-    const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+    // Read from the stream's last entry now (routed by its key, so in a Cluster the node that
+    // holds it answers): every event after it reaches this wait, however long the reader takes
+    // to connect. An empty stream is read from its start.
+    const key = this.queues[name].keys.events;
+    const [last] = await this.redis.xrevrange(key, '+', '-', 'COUNT', 1);
     const events = new QueueEvents(name, {
       connection: this.eventsConnection,
       prefix: this.prefix,
-      lastEventId: `${now - 1}-0`,
+      lastEventId: last?.[0] ?? '0-0',
     });
     events.on('completed', ({ jobId, returnvalue }) => this.wake(jobId, { result: returnvalue }));
     events.on('failed', ({ jobId }) => this.wake(jobId));
