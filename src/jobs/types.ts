@@ -9,6 +9,9 @@ interface JobBase extends Ordered {
   v: 1;
   /** The API request that asked for the job, to follow it through the logs. */
   requestId?: string;
+  /** Set when the job's passwords were removed, as a run of it ended, and how that run ended. */
+  secretsRemoved?: boolean;
+  endedAs?: 'succeeded' | 'failed';
 }
 
 /** What a job has done so far, saved after each step so a re-run picks up from there. */

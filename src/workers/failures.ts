@@ -49,3 +49,16 @@ export async function failAttempt(
   // Kept for the job's log line, which names the backend failure behind the reason.
   throw Object.assign(final, { cause: err });
 }
+
+/**
+ * A job run again after its passwords were removed, as it ended (a retry by hand, or a run whose
+ * end was lost), and that still needs them: it fails with a reason instead of running without.
+ */
+export function secretsGone(): UnrecoverableError {
+  const reason = new ApiError(
+    409,
+    'conflict',
+    "this job's passwords were removed when it ended; send the request again",
+  );
+  return new UnrecoverableError(encodeFailure(reason));
+}

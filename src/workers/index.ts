@@ -1,8 +1,8 @@
 import { DelayedError, Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 
-import { ApiError, BackendError } from '../errors.js';
+import { BackendError } from '../errors.js';
 import type { Ordered } from '../jobs/gateway.js';
-import { decodeFailure, encodeFailure } from '../jobs/outcome.js';
+import { decodeFailure } from '../jobs/outcome.js';
 import type { ImportRow } from '../jobs/types.js';
 import { METRICS_MINUTES } from '../jobs/queue-status.js';
 import { settleWithin } from '../limit.js';
@@ -10,7 +10,7 @@ import { JOB_TYPES, QUEUE_NAMES, type JobType, type QueueName } from '../jobs/qu
 import type { Metrics } from '../metrics.js';
 import type { RedisClient } from '../redis.js';
 import type { WorkerDeps } from './deps.js';
-import { isFinalAttempt, ranBefore } from './failures.js';
+import { isFinalAttempt, ranBefore, secretsGone } from './failures.js';
 import { deleteDomain, updateDomain } from './domain-change.js';
 import { cancelImport } from './import-cancel.js';
 import { createDomain } from './domain-create.js';
@@ -176,14 +176,17 @@ async function runJob(job: Job, token: string | undefined, context: JobContext) 
       // A row of a cancelled import that had not started: dropped, as the cancel would have.
       // One that ran before (a retry, a re-run after a crash) goes on, and its undo with it;
       // so does this one if dropping it fails (Redis away): its retry runs it.
-      await removeSecrets(job);
+      await removeSecrets(job, 'succeeded');
       await deps.imports.recordOutcome(row.id, row.row, 'cancelled');
       deps.logger.info({ ...fields, outcome: 'cancelled' }, 'job');
       return { cancelled: `import ${row.id} was cancelled before this row started` };
     }
-    if ((job.data as SecretsCarrier).secretsRemoved) throw secretsGone();
+    // A run after the passwords were removed: see the processors that can end one without them.
+    if ((job.data as SecretsCarrier).secretsRemoved && !ENDS_WITHOUT_SECRETS.has(job.name)) {
+      throw secretsGone();
+    }
     const result = await processor(job, deps);
-    await removeSecrets(job);
+    await removeSecrets(job, 'succeeded');
     await recordImportRow(job, deps, 'succeeded');
     const ms = Date.now() - started;
     context.metrics?.jobAttempt(job.name, 'succeeded', ms / 1000, job.timestamp);
@@ -192,7 +195,7 @@ async function runJob(job: Job, token: string | undefined, context: JobContext) 
   } catch (err) {
     const final = err instanceof UnrecoverableError || isFinalAttempt(job);
     if (final) {
-      await removeSecrets(job);
+      await removeSecrets(job, 'failed');
       await recordImportRow(job, deps, 'failed', (err as Error).message);
     }
     if (slowsTheQueue(err)) await context.worker.rateLimit(BACKOFF_PAUSE_MS);
@@ -273,27 +276,26 @@ function backendOf(err: unknown) {
 interface SecretsCarrier {
   secrets?: string;
   secretsRemoved?: boolean;
+  endedAs?: 'succeeded' | 'failed';
 }
 
 /**
- * A finished job keeps no secrets, not even sealed: they are removed as it ends, and a job
- * retried by hand after that fails with a reason instead of running without them.
+ * Jobs that can end a run after their passwords were removed: the run that removed them ended,
+ * but its end was lost (its lock lapsed while Redis failed over, or its worker died between the
+ * two writes), and the job runs again.
  */
-async function removeSecrets(job: Job): Promise<void> {
+const ENDS_WITHOUT_SECRETS = new Set<string>([JOB_TYPES.userCreate, JOB_TYPES.userUpdate]);
+
+/**
+ * A finished job keeps no secrets, not even sealed: they are removed as it ends, and a job
+ * run again after that which still needs them fails with a reason (`secretsGone`).
+ */
+async function removeSecrets(job: Job, endedAs: 'succeeded' | 'failed'): Promise<void> {
   const data = job.data as SecretsCarrier;
   if (!data.secrets) return;
 
   const { secrets: _secrets, ...rest } = data;
-  await job.updateData({ ...rest, secretsRemoved: true });
-}
-
-function secretsGone(): UnrecoverableError {
-  const reason = new ApiError(
-    409,
-    'conflict',
-    "this job's passwords were removed when it ended; send the request again",
-  );
-  return new UnrecoverableError(encodeFailure(reason));
+  await job.updateData({ ...rest, secretsRemoved: true, endedAs });
 }
 
 /** 429, and 503 (a backend shedding load), pause the whole queue rather than hammer it. */

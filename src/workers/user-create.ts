@@ -16,7 +16,7 @@ import {
 } from '../model/users.js';
 import { userOfImportRow, type RowCells } from '../imports/columns.js';
 import type { WorkerDeps } from './deps.js';
-import { failAttempt } from './failures.js';
+import { failAttempt, secretsGone } from './failures.js';
 
 /**
  * Creates a user in Keycloak, then in wac-core, then its SIP mapping. Each step's result is
@@ -37,8 +37,14 @@ export async function createUser(
   const saves = new SavesMeanwhile(() => job.updateData({ ...data, progress: { ...progress } }));
   const cells = data.import?.cells as RowCells | undefined;
   let spec = data.user;
+  // Run again after its passwords were removed (see everythingMade); a run that failed for good
+  // removed them too, after undoing what it made, and this one fails as well.
+  const finished =
+    data.secretsRemoved && data.endedAs !== 'failed' ? everythingMade(data, progress) : undefined;
+  if (data.secretsRemoved && !finished) throw secretsGone();
 
   try {
+    if (finished) return { user: await readBack(deps, finished.who, finished.ids) };
     const secrets = data.secrets ? deps.secrets.open<UserSecrets>(data.secrets) : {};
     spec ??= userOfImportRow(cells!, secrets);
     return { user: await runSteps(job, deps, spec, secrets, progress, saves) };
@@ -94,14 +100,54 @@ async function runSteps(
     saves.start();
   }
 
+  const ids = { domainId: domain.id, keycloakId, wacUserId, mapped: mapping !== undefined };
+  const [user] = await Promise.all([readBack(deps, spec, ids), saves.landed()]);
+  return user;
+}
+
+interface MadeIds {
+  domainId?: string;
+  keycloakId: string;
+  wacUserId: string;
+  mapped: boolean;
+}
+
+/** The user as the three records now say, for the job's result. */
+async function readBack({ keycloak, wac }: WorkerDeps, who: UserSpec, ids: MadeIds): Promise<User> {
+  let domainId = ids.domainId;
+  if (domainId === undefined) {
+    const domain = await wac.findDomainByName(who.attributes.domain);
+    if (!domain) throw errors.unknownDomain(who.attributes.domain);
+    domainId = domain.id;
+  }
   const [keycloakUser, wacUser, sip] = await Promise.all([
-    keycloak.getUser(keycloakId),
-    wac.findUser(domain.id, spec.username),
-    mapping ? wac.findSipMapping(ownerUriOf(wacUserId)) : undefined,
-    saves.landed(),
+    keycloak.getUser(ids.keycloakId),
+    wac.findUser(domainId, who.username),
+    ids.mapped ? wac.findSipMapping(ownerUriOf(ids.wacUserId)) : undefined,
   ]);
   if (!keycloakUser) throw errors.conflict('the user was deleted while it was being created');
   return toApiUser(keycloakUser, wacUser, sip);
+}
+
+/**
+ * Whether a job whose passwords were removed as it ended had made every record before: its run
+ * ended, but the end was lost (its lock lapsed while Redis failed over, or its worker died
+ * between the two writes), and it runs again. Then it only reads the records back and ends as
+ * it would have. Answers who and what was made, or nothing when a step that needs a password
+ * is still to be done.
+ */
+function everythingMade(
+  data: UserCreateData,
+  progress: UserCreateProgress,
+): { who: UserSpec; ids: MadeIds } | undefined {
+  const cells = data.import?.cells as RowCells | undefined;
+  const who = data.user ?? (cells && whoOfCells(cells));
+  const mapped = data.user
+    ? data.user.attributes.sip_mapping !== undefined
+    : Boolean(cells?.sip_username?.trim());
+  const { keycloakId, wacUserId, sipMappingId } = progress;
+  if (!who || !keycloakId || !wacUserId || (mapped && !sipMappingId)) return undefined;
+  return { who, ids: { keycloakId, wacUserId, mapped } };
 }
 
 /**

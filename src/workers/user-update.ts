@@ -14,7 +14,7 @@ import {
   type UserSecrets,
 } from '../model/users.js';
 import type { WorkerDeps } from './deps.js';
-import { failAttempt } from './failures.js';
+import { failAttempt, secretsGone } from './failures.js';
 
 /**
  * Changes a user in both systems. Every step writes a target state (the whole Keycloak user,
@@ -30,8 +30,12 @@ export async function updateUser(
   }
 
   const data = job.data;
+  // Run again after its passwords were removed: only an earlier run that succeeded removes them
+  // and leaves the job to end (its end was lost); that run's changes stand, and are read back.
+  if (data.secretsRemoved && data.endedAs !== 'succeeded') throw secretsGone();
   let before = data.before;
   try {
+    if (data.secretsRemoved) return { user: await readUser(deps, data.userId) };
     const { keycloak, wac } = deps;
     const { userId, patch } = data;
     const secrets = data.secrets ? deps.secrets.open<UserSecrets>(data.secrets) : {};
@@ -72,7 +76,7 @@ export async function updateUser(
       if (credential && !mapping) await wac.createSipMapping({ ownerUri, credential });
     }
 
-    return { user: await readUser(deps, userId, wacUser.id) };
+    return { user: await readUser(deps, userId, wacUser) };
   } catch (err) {
     throw await failAttempt(job, err, () => restore(job, deps, before));
   }
@@ -85,11 +89,14 @@ function halfProvisioned(userId: string) {
   );
 }
 
-async function readUser(deps: WorkerDeps, userId: string, wacUserId: string): Promise<User> {
+/** The user as both systems now say; `known` is its wac-core record as read before the job. */
+async function readUser(deps: WorkerDeps, userId: string, known?: WacUser): Promise<User> {
+  const record = known ?? (await deps.wac.findUserByKeycloakId(userId));
+  if (!record) throw halfProvisioned(userId);
   const [keycloakUser, wacUser, sip] = await Promise.all([
     deps.keycloak.getUser(userId),
     deps.wac.findUserByKeycloakId(userId),
-    deps.wac.findSipMapping(ownerUriOf(wacUserId)),
+    deps.wac.findSipMapping(ownerUriOf(record.id)),
   ]);
   if (!keycloakUser) throw errors.notFound(`user ${userId}`);
   return toApiUser(keycloakUser, wacUser, sip);

@@ -142,10 +142,11 @@ describe('Redis topologies', function () {
       expect(accepted.length).to.be.at.least(40 + 5);
 
       const ended = await Promise.all(
-        accepted.map(async (each) => ({
-          username: each.username,
-          state: (await waitForJob(running, each.job!, 30_000)).state,
-        })),
+        accepted.map(async (each) => {
+          const { state, error } = await waitForJob(running, each.job!, 30_000);
+          // A job that did not succeed is shown with its reason.
+          return { username: each.username, state, ...(error ? { error } : {}) };
+        }),
       );
       expect(ended.filter((job) => job.state !== 'succeeded')).to.deep.equal([]);
       expectProvisioned(

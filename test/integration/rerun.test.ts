@@ -137,6 +137,70 @@ describe('jobs run again after a crash at any step', function () {
     });
   }
 
+  // The passwords are removed as a job ends, just before BullMQ marks it done. When that mark is
+  // lost (the job's lock lapsed while Redis failed over, or its worker died in between), the job
+  // runs again without them.
+  it('user.create run again after its passwords were removed ends as it would have', async () => {
+    const jobId = 'ended-but-not-marked';
+    const keycloakId = made.keycloak(jobId);
+    const wacUserId = made.wac(keycloakId);
+    const progress = { keycloakId, wacUserId, sipMappingId: await made.sip(wacUserId) };
+    const { secrets: _sealed, ...withoutSecrets } = createJobData(progress);
+
+    await provisioning.add(
+      'user.create',
+      { ...withoutSecrets, secretsRemoved: true },
+      { jobId, attempts: 3 },
+    );
+    const job = await waitForJob(stack, jobId);
+
+    expect(job.state, JSON.stringify(job.error)).to.equal('succeeded');
+    expect(job.result.user).to.include({ id: keycloakId, username: 'ada' });
+    expect(job.result.user.attributes.sip_mapping).to.include({ username: 'sip-ada' });
+    expect(stack.keycloak.users()).to.have.length(1);
+    expect(stack.wac.users()).to.have.length(1);
+    expect(stack.wac.sipMappings()).to.have.length(1);
+  });
+
+  it('an import row run again after its passwords were removed ends as it would have', async () => {
+    const jobId = 'row-ended-but-not-marked';
+    const keycloakId = made.keycloak(jobId);
+    const wacUserId = made.wac(keycloakId);
+    const progress = { keycloakId, wacUserId, sipMappingId: await made.sip(wacUserId) };
+    const { secrets: _sealed, ...row } = importRowJobData(progress);
+    const cells = { ...row.import.cells, sip_username: 'sip-ada' };
+    const data = { ...row, import: { ...row.import, cells }, secretsRemoved: true };
+
+    await provisioning.add('user.create', data, { jobId, attempts: 3 });
+    const job = await waitForJob(stack, jobId);
+
+    expect(job.state, JSON.stringify(job.error)).to.equal('succeeded');
+    expect(job.result.user).to.include({ id: keycloakId, username: 'ada' });
+    expect(job.result.user.attributes.sip_mapping).to.include({ username: 'sip-ada' });
+  });
+
+  it('user.create without its passwords fails with the reason when a step needs them', async () => {
+    const jobId = 'passwords-gone-early';
+    const keycloakId = made.keycloak(jobId);
+    const wacUserId = made.wac(keycloakId);
+    // The SIP mapping, which needs its password, was not made.
+    const { secrets: _sealed, ...withoutSecrets } = createJobData({ keycloakId, wacUserId });
+
+    await provisioning.add(
+      'user.create',
+      { ...withoutSecrets, secretsRemoved: true },
+      { jobId, attempts: 3 },
+    );
+    const job = await waitForJob(stack, jobId);
+
+    expect(job.state).to.equal('failed');
+    expect(job.error).to.deep.include({ status: 409, code: 'conflict' });
+    expect(job.error.error).to.match(/passwords were removed/);
+    expect(stack.wac.sipMappings()).to.deep.equal([]);
+    // Nothing it made is undone: the request can be sent again once the user is removed.
+    expect(stack.keycloak.users()).to.have.length(1);
+  });
+
   it('user.create does not adopt a user another job made', async () => {
     made.keycloak('someone-elses-job');
 
@@ -260,6 +324,37 @@ describe('jobs run again after a crash at any step', function () {
       displayName: 'Augusta Lovelace',
       capabilities: ['+chat'],
     });
+  });
+
+  it('user.update run again after its passwords went, as it succeeded, reads back', async () => {
+    const created = await stack.call('POST', '/users', userBody('ada'));
+    const keycloakId = created.body.user.id;
+    await stack.call('PATCH', `/users/${keycloakId}`, { first_name: 'Augusta' });
+    // The run that made this change removed the password and succeeded; its end was lost. The
+    // job's patch, written again, would show: it is not.
+    const patch = { first_name: 'Not-Again' };
+
+    const data = { v: 1, userId: keycloakId, patch, secretsRemoved: true, endedAs: 'succeeded' };
+    await provisioning.add('user.update', data, { jobId: 'updated-not-marked', attempts: 3 });
+    const job = await waitForJob(stack, 'updated-not-marked');
+
+    expect(job.state, JSON.stringify(job.error)).to.equal('succeeded');
+    expect(job.result.user).to.include({ id: keycloakId, first_name: 'Augusta' });
+    expect(stack.keycloak.users()[0].firstName).to.equal('Augusta');
+  });
+
+  it('user.update run again after its passwords were removed as it failed fails', async () => {
+    const created = await stack.call('POST', '/users', userBody('ada'));
+    const keycloakId = created.body.user.id;
+    const patch = { first_name: 'Not-Again' };
+
+    const data = { v: 1, userId: keycloakId, patch, secretsRemoved: true, endedAs: 'failed' };
+    await provisioning.add('user.update', data, { jobId: 'failed-not-marked', attempts: 3 });
+    const job = await waitForJob(stack, 'failed-not-marked');
+
+    expect(job.state).to.equal('failed');
+    expect(job.error.error).to.match(/passwords were removed/);
+    expect(stack.keycloak.users()[0].firstName).to.equal('Ada');
   });
 
   it('domain.create adopts the domain its own earlier run sent, and no other', async () => {
