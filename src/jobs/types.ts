@@ -9,10 +9,16 @@ interface JobBase extends Ordered {
   v: 1;
   /** The API request that asked for the job, to follow it through the logs. */
   requestId?: string;
-  /** Set when the job's passwords were removed, as a run of it ended, and how that run ended. */
+  /**
+   * Set when the job's passwords were removed as a run of it ended, with how that run ended (and
+   * why, when it failed): a run after it, its end lost, ends the same way.
+   */
   secretsRemoved?: boolean;
-  endedAs?: 'succeeded' | 'failed';
+  endedAs?: EndedAs;
+  failedWith?: string;
 }
+
+export type EndedAs = 'succeeded' | 'failed' | 'cancelled';
 
 /** What a job has done so far, saved after each step so a re-run picks up from there. */
 export interface UserCreateProgress {

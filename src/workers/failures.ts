@@ -62,3 +62,15 @@ export function secretsGone(): UnrecoverableError {
   );
   return new UnrecoverableError(encodeFailure(reason));
 }
+
+/**
+ * Reads back what an earlier run of the job made and left to stand (it succeeded, but its end
+ * was lost): a failure is retried, or fails the job, but undoes nothing.
+ */
+export async function readingOnly<T>(job: Job, read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (err) {
+    throw await failAttempt(job, err);
+  }
+}

@@ -3,7 +3,7 @@ import { DelayedError, Queue, UnrecoverableError, Worker, type Job } from 'bullm
 import { BackendError } from '../errors.js';
 import type { Ordered } from '../jobs/gateway.js';
 import { decodeFailure } from '../jobs/outcome.js';
-import type { ImportRow } from '../jobs/types.js';
+import type { EndedAs, ImportRow } from '../jobs/types.js';
 import { METRICS_MINUTES } from '../jobs/queue-status.js';
 import { settleWithin } from '../limit.js';
 import { JOB_TYPES, QUEUE_NAMES, type JobType, type QueueName } from '../jobs/queues.js';
@@ -171,20 +171,24 @@ async function runJob(job: Job, token: string | undefined, context: JobContext) 
   if (!processor) throw new UnrecoverableError(`500 internal_error: unknown job type ${job.name}`);
 
   const row = (job.data as { import?: ImportRow }).import;
+  const ended = job.data as SecretsCarrier;
   try {
-    if (row && !ranBefore(job, true) && (await context.cancelled.has(row.id))) {
+    const dropped = ended.secretsRemoved && ended.endedAs === 'cancelled';
+    if (row && (dropped || (!ranBefore(job, true) && (await context.cancelled.has(row.id))))) {
       // A row of a cancelled import that had not started: dropped, as the cancel would have.
       // One that ran before (a retry, a re-run after a crash) goes on, and its undo with it;
       // so does this one if dropping it fails (Redis away): its retry runs it.
-      await removeSecrets(job, 'succeeded');
+      await removeSecrets(job, 'cancelled');
       await deps.imports.recordOutcome(row.id, row.row, 'cancelled');
       deps.logger.info({ ...fields, outcome: 'cancelled' }, 'job');
       return { cancelled: `import ${row.id} was cancelled before this row started` };
     }
-    // A run after the passwords were removed: see the processors that can end one without them.
-    if ((job.data as SecretsCarrier).secretsRemoved && !ENDS_WITHOUT_SECRETS.has(job.name)) {
-      throw secretsGone();
+    // A run after the run that removed the passwords ended, its end lost (see
+    // ENDS_WITHOUT_SECRETS): one that had failed for good fails again, with the same reason.
+    if (ended.secretsRemoved && ended.endedAs === 'failed') {
+      throw new UnrecoverableError(ended.failedWith ?? secretsGone().message);
     }
+    if (ended.secretsRemoved && !ENDS_WITHOUT_SECRETS.has(job.name)) throw secretsGone();
     const result = await processor(job, deps);
     await removeSecrets(job, 'succeeded');
     await recordImportRow(job, deps, 'succeeded');
@@ -195,7 +199,7 @@ async function runJob(job: Job, token: string | undefined, context: JobContext) 
   } catch (err) {
     const final = err instanceof UnrecoverableError || isFinalAttempt(job);
     if (final) {
-      await removeSecrets(job, 'failed');
+      await removeSecrets(job, 'failed', (err as Error).message);
       await recordImportRow(job, deps, 'failed', (err as Error).message);
     }
     if (slowsTheQueue(err)) await context.worker.rateLimit(BACKOFF_PAUSE_MS);
@@ -276,13 +280,14 @@ function backendOf(err: unknown) {
 interface SecretsCarrier {
   secrets?: string;
   secretsRemoved?: boolean;
-  endedAs?: 'succeeded' | 'failed';
+  endedAs?: EndedAs;
+  failedWith?: string;
 }
 
 /**
- * Jobs that can end a run after their passwords were removed: the run that removed them ended,
- * but its end was lost (its lock lapsed while Redis failed over, or its worker died between the
- * two writes), and the job runs again.
+ * Jobs that can end a run after their passwords were removed, when the run that removed them
+ * succeeded but its end was lost (its lock lapsed while Redis failed over, or its worker died
+ * before BullMQ marked it done) and the job runs again: they read back what was made.
  */
 const ENDS_WITHOUT_SECRETS = new Set<string>([JOB_TYPES.userCreate, JOB_TYPES.userUpdate]);
 
@@ -290,12 +295,12 @@ const ENDS_WITHOUT_SECRETS = new Set<string>([JOB_TYPES.userCreate, JOB_TYPES.us
  * A finished job keeps no secrets, not even sealed: they are removed as it ends, and a job
  * run again after that which still needs them fails with a reason (`secretsGone`).
  */
-async function removeSecrets(job: Job, endedAs: 'succeeded' | 'failed'): Promise<void> {
+async function removeSecrets(job: Job, endedAs: EndedAs, failedWith?: string): Promise<void> {
   const data = job.data as SecretsCarrier;
   if (!data.secrets) return;
 
   const { secrets: _secrets, ...rest } = data;
-  await job.updateData({ ...rest, secretsRemoved: true, endedAs });
+  await job.updateData({ ...rest, secretsRemoved: true, endedAs, failedWith });
 }
 
 /** 429, and 503 (a backend shedding load), pause the whole queue rather than hammer it. */

@@ -16,7 +16,7 @@ import {
 } from '../model/users.js';
 import { userOfImportRow, type RowCells } from '../imports/columns.js';
 import type { WorkerDeps } from './deps.js';
-import { failAttempt, secretsGone } from './failures.js';
+import { failAttempt, readingOnly, secretsGone } from './failures.js';
 
 /**
  * Creates a user in Keycloak, then in wac-core, then its SIP mapping. Each step's result is
@@ -37,14 +37,14 @@ export async function createUser(
   const saves = new SavesMeanwhile(() => job.updateData({ ...data, progress: { ...progress } }));
   const cells = data.import?.cells as RowCells | undefined;
   let spec = data.user;
-  // Run again after its passwords were removed (see everythingMade); a run that failed for good
-  // removed them too, after undoing what it made, and this one fails as well.
-  const finished =
-    data.secretsRemoved && data.endedAs !== 'failed' ? everythingMade(data, progress) : undefined;
-  if (data.secretsRemoved && !finished) throw secretsGone();
+  if (data.secretsRemoved) {
+    // Run again after its passwords were removed (see everythingMade).
+    const finished = everythingMade(data, progress);
+    if (!finished) throw secretsGone();
+    return { user: await readingOnly(job, () => readBack(deps, finished.who, finished.ids)) };
+  }
 
   try {
-    if (finished) return { user: await readBack(deps, finished.who, finished.ids) };
     const secrets = data.secrets ? deps.secrets.open<UserSecrets>(data.secrets) : {};
     spec ??= userOfImportRow(cells!, secrets);
     return { user: await runSteps(job, deps, spec, secrets, progress, saves) };

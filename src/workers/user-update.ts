@@ -14,7 +14,7 @@ import {
   type UserSecrets,
 } from '../model/users.js';
 import type { WorkerDeps } from './deps.js';
-import { failAttempt, secretsGone } from './failures.js';
+import { failAttempt, readingOnly, secretsGone } from './failures.js';
 
 /**
  * Changes a user in both systems. Every step writes a target state (the whole Keycloak user,
@@ -30,12 +30,15 @@ export async function updateUser(
   }
 
   const data = job.data;
-  // Run again after its passwords were removed: only an earlier run that succeeded removes them
-  // and leaves the job to end (its end was lost); that run's changes stand, and are read back.
-  if (data.secretsRemoved && data.endedAs !== 'succeeded') throw secretsGone();
+  if (data.secretsRemoved) {
+    // Run again after its passwords were removed by a run that succeeded, its end lost: that
+    // run's changes stand, and are read back. (A job from before runs recorded how they ended
+    // cannot tell, and fails as it did then.)
+    if (data.endedAs !== 'succeeded') throw secretsGone();
+    return { user: await readingOnly(job, () => readUser(deps, data.userId)) };
+  }
   let before = data.before;
   try {
-    if (data.secretsRemoved) return { user: await readUser(deps, data.userId) };
     const { keycloak, wac } = deps;
     const { userId, patch } = data;
     const secrets = data.secrets ? deps.secrets.open<UserSecrets>(data.secrets) : {};

@@ -2,6 +2,8 @@ import { expect } from 'chai';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 
+import { errors } from '../../src/errors.js';
+import { encodeFailure } from '../../src/jobs/outcome.js';
 import { SecretBox } from '../../src/jobs/secrets.js';
 import { splitSecrets, type UserInput } from '../../src/model/users.js';
 import { userBody, waitForJob } from '../support/fixtures.js';
@@ -149,7 +151,7 @@ describe('jobs run again after a crash at any step', function () {
 
     await provisioning.add(
       'user.create',
-      { ...withoutSecrets, secretsRemoved: true },
+      { ...withoutSecrets, secretsRemoved: true, endedAs: 'succeeded' },
       { jobId, attempts: 3 },
     );
     const job = await waitForJob(stack, jobId);
@@ -169,6 +171,7 @@ describe('jobs run again after a crash at any step', function () {
     const progress = { keycloakId, wacUserId, sipMappingId: await made.sip(wacUserId) };
     const { secrets: _sealed, ...row } = importRowJobData(progress);
     const cells = { ...row.import.cells, sip_username: 'sip-ada' };
+    // As a job written before runs recorded how they ended (no `endedAs`): its progress decides.
     const data = { ...row, import: { ...row.import, cells }, secretsRemoved: true };
 
     await provisioning.add('user.create', data, { jobId, attempts: 3 });
@@ -177,6 +180,57 @@ describe('jobs run again after a crash at any step', function () {
     expect(job.state, JSON.stringify(job.error)).to.equal('succeeded');
     expect(job.result.user).to.include({ id: keycloakId, username: 'ada' });
     expect(job.result.user.attributes.sip_mapping).to.include({ username: 'sip-ada' });
+  });
+
+  it('a re-run whose read-back fails for good undoes nothing an earlier run made', async () => {
+    const jobId = 'ended-read-back-fails';
+    const keycloakId = made.keycloak(jobId);
+    const wacUserId = made.wac(keycloakId);
+    const progress = { keycloakId, wacUserId, sipMappingId: await made.sip(wacUserId) };
+    const { secrets: _sealed, ...withoutSecrets } = createJobData(progress);
+    stack.keycloak.faults.set({ error_rate: 1, error_status: 503, paths: '^GET /admin' });
+
+    const data = { ...withoutSecrets, secretsRemoved: true, endedAs: 'succeeded' };
+    await provisioning.add('user.create', data, { jobId, attempts: 1 });
+    const job = await waitForJob(stack, jobId);
+
+    expect(job.state).to.equal('failed');
+    expect(stack.keycloak.users()).to.have.length(1);
+    expect(stack.wac.users()).to.have.length(1);
+    expect(stack.wac.sipMappings()).to.have.length(1);
+  });
+
+  it('a re-run of a job that had failed for good fails again with the same reason', async () => {
+    const jobId = 'failed-not-marked-create';
+    const keycloakId = made.keycloak(jobId);
+    const wacUserId = made.wac(keycloakId);
+    const progress = { keycloakId, wacUserId, sipMappingId: await made.sip(wacUserId) };
+    const { secrets: _sealed, ...withoutSecrets } = createJobData(progress);
+    const reason = encodeFailure(errors.conflict('username "ada" is taken'));
+
+    const data = { ...withoutSecrets, secretsRemoved: true, endedAs: 'failed', failedWith: reason };
+    await provisioning.add('user.create', data, { jobId, attempts: 3 });
+    const job = await waitForJob(stack, jobId);
+
+    expect(job.state).to.equal('failed');
+    expect(job.error).to.deep.equal({
+      status: 409,
+      code: 'conflict',
+      error: 'username "ada" is taken',
+    });
+  });
+
+  it('a re-run of an import row dropped by a cancel stays cancelled', async () => {
+    const jobId = 'dropped-not-marked';
+    const { secrets: _sealed, ...row } = importRowJobData({});
+
+    const data = { ...row, secretsRemoved: true, endedAs: 'cancelled' };
+    await provisioning.add('user.create', data, { jobId, attempts: 3 });
+    const job = await waitForJob(stack, jobId);
+
+    expect(job.state, JSON.stringify(job.error)).to.equal('succeeded');
+    expect(job.result).to.have.property('cancelled');
+    expect(stack.keycloak.users()).to.deep.equal([]);
   });
 
   it('user.create without its passwords fails with the reason when a step needs them', async () => {

@@ -258,6 +258,11 @@ describe('crashes, shutdowns and outages', function () {
         expect(JSON.parse(text!)).to.include({ secretsRemoved: true });
         expect(JSON.parse(text!)).not.to.have.property('secrets');
       }
+      // How each run ended is kept with the removal, for a run after it whose end was lost.
+      const [ok, refused] = data.map((text) => JSON.parse(text!));
+      expect(ok).to.include({ endedAs: 'succeeded' }).and.not.to.have.property('failedWith');
+      expect(refused).to.include({ endedAs: 'failed' });
+      expect(refused.failedWith).to.match(/400/);
     });
 
     it('keeps finished jobs as long as configured', async () => {

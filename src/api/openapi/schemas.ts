@@ -182,10 +182,22 @@ const reconciledUser = {
 
 /**
  * What a succeeded job's `result` holds, by job type: the body the synchronous answer would
- * have had (`{"user": User}`), or null where that answer has no body (204).
+ * have had (`{"user": User}`), or null where that answer has no body (204). A row of an import
+ * cancelled before it started ends with `{"cancelled": reason}` instead of a user.
  */
 const JOB_RESULTS: Partial<Record<JobType, JsonSchema>> = {
-  'user.create': ref('UserAnswer'),
+  'user.create': {
+    anyOf: [
+      ref('UserAnswer'),
+      {
+        type: 'object',
+        description: 'An import row dropped because its import was cancelled before it started',
+        required: ['cancelled'],
+        properties: { cancelled: { type: 'string' } },
+        additionalProperties: false,
+      },
+    ],
+  },
   'user.update': ref('UserAnswer'),
   'user.delete': { type: 'null' },
   'user.logout': { type: 'null' },
