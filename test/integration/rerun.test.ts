@@ -72,6 +72,12 @@ describe('jobs run again after a crash at any step', function () {
       });
       return ((await answer.json()) as { id: string }).id;
     },
+    /** Every record, with the progress that saved each. */
+    everything: async (jobId: string) => {
+      const keycloakId = made.keycloak(jobId);
+      const wacUserId = made.wac(keycloakId);
+      return { keycloakId, wacUserId, sipMappingId: await made.sip(wacUserId) };
+    },
   };
 
   const createCases: Array<{
@@ -112,11 +118,7 @@ describe('jobs run again after a crash at any step', function () {
     },
     {
       boundary: 'after every step was saved, before the job was marked done',
-      leave: async (jobId) => {
-        const keycloakId = made.keycloak(jobId);
-        const wacUserId = made.wac(keycloakId);
-        return { keycloakId, wacUserId, sipMappingId: await made.sip(wacUserId) };
-      },
+      leave: (jobId) => made.everything(jobId),
     },
   ];
 
@@ -144,9 +146,7 @@ describe('jobs run again after a crash at any step', function () {
   // runs again without them.
   it('user.create run again after its passwords were removed ends as it would have', async () => {
     const jobId = 'ended-but-not-marked';
-    const keycloakId = made.keycloak(jobId);
-    const wacUserId = made.wac(keycloakId);
-    const progress = { keycloakId, wacUserId, sipMappingId: await made.sip(wacUserId) };
+    const progress = await made.everything(jobId);
     const { secrets: _sealed, ...withoutSecrets } = createJobData(progress);
 
     await provisioning.add(
@@ -157,7 +157,7 @@ describe('jobs run again after a crash at any step', function () {
     const job = await waitForJob(stack, jobId);
 
     expect(job.state, JSON.stringify(job.error)).to.equal('succeeded');
-    expect(job.result.user).to.include({ id: keycloakId, username: 'ada' });
+    expect(job.result.user).to.include({ id: progress.keycloakId, username: 'ada' });
     expect(job.result.user.attributes.sip_mapping).to.include({ username: 'sip-ada' });
     expect(stack.keycloak.users()).to.have.length(1);
     expect(stack.wac.users()).to.have.length(1);
@@ -166,9 +166,7 @@ describe('jobs run again after a crash at any step', function () {
 
   it('an import row run again after its passwords were removed ends as it would have', async () => {
     const jobId = 'row-ended-but-not-marked';
-    const keycloakId = made.keycloak(jobId);
-    const wacUserId = made.wac(keycloakId);
-    const progress = { keycloakId, wacUserId, sipMappingId: await made.sip(wacUserId) };
+    const progress = await made.everything(jobId);
     const { secrets: _sealed, ...row } = importRowJobData(progress);
     const cells = { ...row.import.cells, sip_username: 'sip-ada' };
     // As a job written before runs recorded how they ended (no `endedAs`): its progress decides.
@@ -178,15 +176,13 @@ describe('jobs run again after a crash at any step', function () {
     const job = await waitForJob(stack, jobId);
 
     expect(job.state, JSON.stringify(job.error)).to.equal('succeeded');
-    expect(job.result.user).to.include({ id: keycloakId, username: 'ada' });
+    expect(job.result.user).to.include({ id: progress.keycloakId, username: 'ada' });
     expect(job.result.user.attributes.sip_mapping).to.include({ username: 'sip-ada' });
   });
 
   it('a re-run whose read-back fails for good undoes nothing an earlier run made', async () => {
     const jobId = 'ended-read-back-fails';
-    const keycloakId = made.keycloak(jobId);
-    const wacUserId = made.wac(keycloakId);
-    const progress = { keycloakId, wacUserId, sipMappingId: await made.sip(wacUserId) };
+    const progress = await made.everything(jobId);
     const { secrets: _sealed, ...withoutSecrets } = createJobData(progress);
     stack.keycloak.faults.set({ error_rate: 1, error_status: 503, paths: '^GET /admin' });
 
@@ -202,9 +198,7 @@ describe('jobs run again after a crash at any step', function () {
 
   it('a re-run of a job that had failed for good fails again with the same reason', async () => {
     const jobId = 'failed-not-marked-create';
-    const keycloakId = made.keycloak(jobId);
-    const wacUserId = made.wac(keycloakId);
-    const progress = { keycloakId, wacUserId, sipMappingId: await made.sip(wacUserId) };
+    const progress = await made.everything(jobId);
     const { secrets: _sealed, ...withoutSecrets } = createJobData(progress);
     const reason = encodeFailure(errors.conflict('username "ada" is taken'));
 
