@@ -34,15 +34,15 @@ export async function createUser(
 
   const data = job.data;
   const progress: UserCreateProgress = { ...data.progress };
-  const saves = new SavesMeanwhile(() => job.updateData({ ...data, progress: { ...progress } }));
-  const cells = data.import?.cells as RowCells | undefined;
-  let spec = data.user;
   if (data.secretsRemoved) {
     // Run again after its passwords were removed (see everythingMade).
     const finished = everythingMade(data, progress);
     if (!finished) throw secretsGone();
     return { user: await readingOnly(job, () => readBack(deps, finished.who, finished.ids)) };
   }
+  const saves = new SavesMeanwhile(() => job.updateData({ ...data, progress: { ...progress } }));
+  const cells = data.import?.cells as RowCells | undefined;
+  let spec = data.user;
 
   try {
     const secrets = data.secrets ? deps.secrets.open<UserSecrets>(data.secrets) : {};

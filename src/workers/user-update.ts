@@ -94,11 +94,13 @@ function halfProvisioned(userId: string) {
 
 /** The user as both systems now say; `known` is its wac-core record as read before the job. */
 async function readUser(deps: WorkerDeps, userId: string, known?: WacUser): Promise<User> {
-  const record = known ?? (await deps.wac.findUserByKeycloakId(userId));
+  // Without the record read before, it is read first (its id names the SIP mapping), once.
+  const fresh = known ? undefined : await deps.wac.findUserByKeycloakId(userId);
+  const record = known ?? fresh;
   if (!record) throw halfProvisioned(userId);
   const [keycloakUser, wacUser, sip] = await Promise.all([
     deps.keycloak.getUser(userId),
-    deps.wac.findUserByKeycloakId(userId),
+    fresh ?? deps.wac.findUserByKeycloakId(userId),
     deps.wac.findSipMapping(ownerUriOf(record.id)),
   ]);
   if (!keycloakUser) throw errors.notFound(`user ${userId}`);
