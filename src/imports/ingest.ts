@@ -84,6 +84,7 @@ export async function ingest(deps: IngestDeps, path: string, options: IngestOpti
               filename: options.filename,
               fingerprint: options.fingerprint,
               columns: message.columns,
+              delimiter: message.delimiter,
             }),
           );
           break;

@@ -122,6 +122,10 @@ async function* joinStreams(head: Buffer, rest: AsyncIterator<Buffer>): AsyncGen
   }
 }
 
+export function isDelimiter(value: unknown): value is Delimiter {
+  return DELIMITERS.includes(value as Delimiter);
+}
+
 /** The delimiter the header line uses most, outside quotes; a comma when there is none. */
 export function detectDelimiter(head: Buffer): Delimiter {
   const text = head.toString('utf8');

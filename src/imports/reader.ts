@@ -6,7 +6,7 @@ import { SecretBox } from '../jobs/secrets.js';
 import type { UserCreateData } from '../jobs/types.js';
 import { orderKeyOfUser, splitSecrets, type UserInput } from '../model/users.js';
 import { cellsOf, publicCells, readHeader, userOfRow, type RowCells } from './columns.js';
-import { readCsv } from './parse.js';
+import { readCsv, type Delimiter } from './parse.js';
 import type { ErrorRow } from './store.js';
 
 /**
@@ -34,7 +34,7 @@ export interface RowJob {
 
 /** From the thread to the API's thread. */
 export type ReaderMessage =
-  | { type: 'header'; columns: string[] }
+  | { type: 'header'; columns: string[]; delimiter: Delimiter }
   | { type: 'domain'; name: string }
   | { type: 'rows'; jobs: RowJob[]; rejected: ErrorRow[] }
   | { type: 'done'; counts: { total: number; valid: number; invalid: number } }
@@ -96,7 +96,8 @@ class Reader {
 
     const file = await readCsv(createReadStream(this.input.path));
     const layout = readHeader(file.header);
-    this.post({ type: 'header', columns: layout.map(([column]) => column) });
+    const columns = layout.map(([column]) => column);
+    this.post({ type: 'header', columns, delimiter: file.delimiter });
 
     const width = Math.max(...layout.map(([, index]) => index)) + 1;
     const seen = new Map<string, number>();

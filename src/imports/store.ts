@@ -1,5 +1,6 @@
 import type { RedisClient } from '../redis.js';
 import type { RowCells } from './columns.js';
+import { isDelimiter, type Delimiter } from './parse.js';
 
 export type ImportState = 'validating' | 'running' | 'finished' | 'cancelled';
 export type RowOutcome = 'succeeded' | 'failed' | 'cancelled';
@@ -129,7 +130,13 @@ export class ImportStore {
   /** Records a new import, once: false when one of that id exists (an upload sent again). */
   async create(
     id: string,
-    options: { dryRun: boolean; filename?: string; fingerprint?: string; columns: string[] },
+    options: {
+      dryRun: boolean;
+      filename?: string;
+      fingerprint?: string;
+      columns: string[];
+      delimiter?: Delimiter;
+    },
   ): Promise<boolean> {
     const fields = {
       id,
@@ -139,6 +146,7 @@ export class ImportStore {
       filename: options.filename ?? '',
       fingerprint: options.fingerprint ?? '',
       columns: JSON.stringify(options.columns),
+      delimiter: options.delimiter ?? ',',
     };
     const created = await this.redis.eval(
       CREATE,
@@ -153,9 +161,18 @@ export class ImportStore {
     return created === 1;
   }
 
-  /** The columns of the import's file, in its order. */
-  async columnsOf(id: string): Promise<string[]> {
-    return JSON.parse((await this.redis.hget(this.key(id), 'columns')) ?? '[]') as string[];
+  /**
+   * The columns of the import's file, in its order, and its delimiter: the error report is
+   * written as the file was, so the spreadsheet that made it opens the report the same way (a
+   * spreadsheet set to `;` shows a comma-separated file as one column).
+   */
+  async layoutOf(id: string): Promise<{ columns: string[]; delimiter: Delimiter }> {
+    const [columns, delimiter] = await this.redis.hmget(this.key(id), 'columns', 'delimiter');
+    return {
+      columns: JSON.parse(columns ?? '[]') as string[],
+      // Imports from before the delimiter was kept had their report with commas.
+      delimiter: isDelimiter(delimiter) ? delimiter : ',',
+    };
   }
 
   /** What the import's request was, for `Idempotency-Key` (see the imports route). */

@@ -263,6 +263,41 @@ describe('bulk CSV imports', function () {
       expect(usernames(stack)).to.deep.equal(['ivan', 'ivan2', 'jay', 'judy', 'kim', 'leo']);
     });
 
+    for (const [name, delimiter] of [
+      ['semicolons', ';'],
+      ['tabs', '\t'],
+    ] as const) {
+      it(`writes errors.csv with ${name} for a file with ${name}, and takes it back`, async () => {
+        const file = [
+          ['username', 'email', 'password', 'domain'],
+          ['ann', 'ann@example.com', 'Secret-Pass-1', 'example.com'],
+          ['bob', 'not; an email', 'Secret-Pass-2', 'example.com'],
+        ];
+        const csv = stringifyCsv(file, { delimiter, record_delimiter: 'windows', bom: true });
+        const first = await importFile(stack, csv);
+        await settled(stack, first.body.import.id);
+
+        const report = (await stack.call('GET', `/imports/${first.body.import.id}/errors.csv`))
+          .body as string;
+        const lines = report.replace(/^\uFEFF/, '').split('\n');
+        const rows = parseCsv(report, { bom: true, columns: true, delimiter }) as Array<
+          Record<string, string>
+        >;
+        const fixed = rows.map(({ row: _row, reason: _reason, ...cells }) => ({
+          ...cells,
+          email: 'bob@example.com',
+        }));
+        const again = await importFile(stack, stringifyCsv(fixed, { header: true, delimiter }));
+        const view = await settled(stack, again.body.import.id);
+
+        expect(lines[0]).to.equal(['row', 'username', 'email', 'domain', 'reason'].join(delimiter));
+        expect(rows).to.have.length(1);
+        expect(rows[0]).to.include({ row: '3', username: 'bob', email: 'not; an email' });
+        expect(view, JSON.stringify(view)).to.include({ valid: 1, invalid: 0, succeeded: 1 });
+        expect(usernames(stack)).to.deep.equal(['ann', 'bob']);
+      });
+    }
+
     it('takes a file of rows near the 64 KiB limit, valid and not, a few at a time', async () => {
       // Valid rows carry a long capabilities cell (empty entries are dropped); the others a
       // first name far too long. 500 rows of either would outgrow the reader's heap at once.

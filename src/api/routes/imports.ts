@@ -116,11 +116,16 @@ export function importRoutes(deps: ApiDeps): Router<ApiState> {
 
   router.get('/imports/:id/errors.csv', async (ctx) => {
     const found = await existingImport(deps, ctx.params);
-    // The file's own columns, in its order, less the passwords: fixed, it can be sent again.
-    const columns = (await deps.imports.columnsOf(found.id)).filter(
-      (column) => !SECRET_COLUMNS.has(column as Column),
-    );
-    const report = stringify({ header: true, columns: ['row', ...columns, 'reason'], bom: true });
+    // The file's own columns, in its order, less the passwords, and its own delimiter: fixed, it
+    // can be sent again.
+    const layout = await deps.imports.layoutOf(found.id);
+    const columns = layout.columns.filter((column) => !SECRET_COLUMNS.has(column as Column));
+    const report = stringify({
+      header: true,
+      columns: ['row', ...columns, 'reason'],
+      delimiter: layout.delimiter,
+      bom: true,
+    });
     (async () => {
       for await (const error of deps.imports.errorRows(found.id)) {
         const row: Record<string, unknown> = {
