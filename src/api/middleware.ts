@@ -8,6 +8,7 @@ import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { isRedisUnreachable } from '../redis.js';
 import type { Caller } from './auth.js';
+import { bodyCoding, isDecodingError, notDecodable } from './content-coding.js';
 
 export interface ApiState {
   requestId: string;
@@ -106,8 +107,8 @@ function toApiError(err: unknown): ApiError {
 export const JSON_LIMIT = '1mb';
 
 /**
- * Parses JSON bodies of the requests `routed` says a route takes: 415 for another content type,
- * 400 for malformed JSON.
+ * Parses JSON bodies of the requests `routed` says a route takes: 415 for another content type
+ * or a content coding other than gzip, deflate or br, 400 for malformed JSON.
  */
 export function jsonBody(
   routed: (ctx: Koa.ParameterizedContext<ApiState>) => boolean,
@@ -119,8 +120,9 @@ export function jsonBody(
     multipart: false,
     urlencoded: false,
     text: false,
-    onError: (err) => {
+    onError: (err, ctx) => {
       if ((err as { status?: number }).status === 413) throw errors.payloadTooLarge(JSON_LIMIT);
+      if (isDecodingError(err)) throw notDecodable(ctx.get('Content-Encoding'));
       // JSON, but `null`, a number or a string: every write takes an object.
       if (/only supports object and array/.test(err.message)) {
         throw errors.validation('the request body must be a JSON object');
@@ -135,6 +137,8 @@ export function jsonBody(
     if (hasBody && !ctx.is('application/json')) {
       throw errors.unsupportedMediaType('application/json');
     }
+    // The body may come compressed (koa-body inflates it); a coding it cannot read is a 415.
+    if (hasBody) bodyCoding(ctx.get('Content-Encoding'));
     return parse(ctx, next);
   };
 }

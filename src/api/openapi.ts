@@ -824,10 +824,12 @@ export const operations: OperationSpec[] = [
 
 const description = `kitter provisions users and domains into Keycloak and wac-core through a queue.
 
-JSON in and out, \`snake_case\` keys. Every endpoint but \`/health/*\`, \`/openapi.json\`, \
-\`/docs\` and the dashboard's login needs \`Authorization: Bearer <token>\`: one of the service's \
-API tokens, or a Keycloak access token of the realm that holds the role kitter requires (401 \
-without a valid token, 403 without the role). The queue dashboard, \`/admin/queues\`, also takes \
+JSON in and out, \`snake_case\` keys; a request body may come compressed \
+(\`Content-Encoding\`: \`gzip\`, \`deflate\` or \`br\`; 415 for another). Every endpoint but \
+\`/health/*\`, \`/openapi.json\`, \`/docs\` and the dashboard's login needs \
+\`Authorization: Bearer <token>\`: one of the service's API tokens, or a Keycloak access token \
+of the realm that holds the role kitter requires (401 without a valid token, 403 without the \
+role). The queue dashboard, \`/admin/queues\`, also takes \
 the session that \`/admin/login\` opens.
 
 Every answer that is not 2xx has the body \`{"error": "<sentence>", "code": "<stable word>"}\`, \

@@ -1,3 +1,5 @@
+import zlib from 'node:zlib';
+
 import { expect } from 'chai';
 
 import { rawRequest, startStack, type Stack } from '../support/stack.js';
@@ -97,6 +99,52 @@ describe('the HTTP API', function () {
 
       expect(answer.status).to.equal(415);
       expect(answer.body.code).to.equal('unsupported_media_type');
+    });
+
+    it('reads a JSON body compressed with gzip, deflate or br', async () => {
+      const json = (domain: string) => Buffer.from(JSON.stringify({ domain: { domain } }));
+      const codings = {
+        gzip: (bytes: Buffer) => zlib.gzipSync(bytes),
+        deflate: (bytes: Buffer) => zlib.deflateSync(bytes),
+        br: (bytes: Buffer) => zlib.brotliCompressSync(bytes),
+      };
+
+      for (const [coding, compress] of Object.entries(codings)) {
+        const domain = `${coding}.example`;
+        const answer = await stack.call('POST', '/domains', compress(json(domain)), {
+          'content-type': 'application/json',
+          'content-encoding': coding,
+        });
+
+        expect(answer.status, `${coding}: ${JSON.stringify(answer.body)}`).to.equal(201);
+        expect(answer.body.domain.domain).to.equal(domain);
+      }
+    });
+
+    it('answers 415 naming a content coding it cannot read, 400 for one that lies', async () => {
+      const body = JSON.stringify({ domain: { domain: 'coded.example' } });
+      const headers = (coding: string) => ({
+        'content-type': 'application/json',
+        'content-encoding': coding,
+      });
+
+      const zstd = await stack.call('POST', '/domains', body, headers('zstd'));
+      const twice = await stack.call('POST', '/domains', body, headers('gzip, br'));
+      const plain = await stack.call('POST', '/domains', body, headers('gzip'));
+
+      expect(zstd.status).to.equal(415);
+      expect(zstd.body).to.deep.equal({
+        error:
+          'Content-Encoding "zstd" is not supported: send the body as is, or gzip, deflate or br',
+        code: 'unsupported_media_type',
+      });
+      expect(twice.status).to.equal(415);
+      expect(plain.status).to.equal(400);
+      expect(plain.body).to.deep.equal({
+        error: 'the request body is not gzip data, as its Content-Encoding says',
+        code: 'validation_failed',
+      });
+      expect(stack.wac.domains().map((domain) => domain.domain)).not.to.include('coded.example');
     });
 
     it('answers 413 for a body over the limit', async () => {

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 
 import { expect } from 'chai';
@@ -22,7 +23,7 @@ const fixture = (name: string) =>
 const CSV = { 'content-type': 'text/csv' };
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-async function importFile(stack: Stack, csv: string, query = '', headers = {}) {
+async function importFile(stack: Stack, csv: string | Buffer, query = '', headers = {}) {
   return stack.call('POST', `/imports${query}`, csv, { ...CSV, ...headers });
 }
 
@@ -104,6 +105,22 @@ describe('bulk CSV imports', function () {
         ).to.deep.equal(expected);
       });
     }
+
+    it('reads a file sent compressed (gzip, br), as what it holds', async () => {
+      const csv = Buffer.from('username,domain\nann,example.com\nbob,example.com\n');
+
+      const gzip = await importFile(stack, zlib.gzipSync(csv), '?dry_run=true', {
+        'content-encoding': 'gzip',
+      });
+      const br = await importFile(stack, zlib.brotliCompressSync(csv), '?dry_run=true', {
+        'content-encoding': 'br',
+      });
+
+      for (const answer of [gzip, br]) {
+        expect(answer.status, JSON.stringify(answer.body)).to.equal(202);
+        expect(answer.body.import).to.include({ total: 2, valid: 2, invalid: 0 });
+      }
+    });
 
     it('keeps quoted values whole', async () => {
       const answer = await importFile(stack, fixture('quoted-fields.csv'));
@@ -187,6 +204,48 @@ describe('bulk CSV imports', function () {
 
       expect(answer).to.match(/^HTTP\/1.1 413 /);
       expect(answer).to.include('"code":"payload_too_large"');
+    });
+
+    it('refuses an unknown coding, a body not in its coding, a compressed multipart', async () => {
+      const csv = 'username,domain\nann,example.com\n';
+      const form = new FormData();
+      form.append('file', new Blob([zlib.gzipSync(csv)]), 'users.csv');
+
+      const zstd = await importFile(stack, csv, '', { 'content-encoding': 'zstd' });
+      const plain = await importFile(stack, csv, '', { 'content-encoding': 'gzip' });
+      const multipart = await fetch(`${stack.service.url}/imports`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${API_TOKEN}`, 'content-encoding': 'gzip' },
+        body: form,
+      });
+
+      expect(zstd.status).to.equal(415);
+      expect(zstd.body.error).to.include('"zstd" is not supported');
+      expect(plain.status).to.equal(400);
+      expect(plain.body.error).to.equal(
+        'the request body is not gzip data, as its Content-Encoding says',
+      );
+      expect(multipart.status).to.equal(415);
+      expect(((await multipart.json()) as { error: string }).error).to.include('multipart');
+      expect((await stack.call('GET', '/imports')).body.imports).to.deep.equal([]);
+    });
+
+    it('holds a compressed file to the limit by what it holds, not by its size sent', async () => {
+      const small = await startStack({ KITTER_IMPORT_MAX_BYTES: String(64 * 1024) });
+      try {
+        // 200 KiB of rows that gzip to a few hundred bytes.
+        const csv = `username,domain\n${'ann,example.com\n'.repeat(200 * 64)}`;
+
+        const answer = await importFile(small, zlib.gzipSync(csv), '', {
+          'content-encoding': 'gzip',
+        });
+
+        expect(answer.status).to.equal(413);
+        expect(answer.body.code).to.equal('payload_too_large');
+        expect((await small.call('GET', '/imports')).body.imports).to.deep.equal([]);
+      } finally {
+        await small.close();
+      }
     });
 
     it('answers 405 to another method on /imports, whatever the body', async () => {

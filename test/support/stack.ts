@@ -92,7 +92,11 @@ export async function startStack(
         headers: { authorization: `Bearer ${API_TOKEN}`, ...headers },
       };
       if (body !== undefined) {
-        init.body = typeof body === 'string' ? body : JSON.stringify(body);
+        // A string or bytes as they are (a compressed body), anything else as JSON.
+        init.body =
+          typeof body === 'string' || body instanceof Uint8Array
+            ? (body as BodyInit)
+            : JSON.stringify(body);
         (init.headers as Record<string, string>)['content-type'] ??= 'application/json';
       }
       const response = await fetch(`${service.url}${path}`, init);

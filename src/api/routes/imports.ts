@@ -17,6 +17,7 @@ import { ingest } from '../../imports/ingest.js';
 import { Slots } from '../../limit.js';
 import { JOB_TYPES } from '../../jobs/queues.js';
 import type { ImportCancelData } from '../../jobs/types.js';
+import { bodyCoding, decoders, isDecodingError, notDecodable } from '../content-coding.js';
 import type { ApiDeps } from '../deps.js';
 import type { ApiContext, ApiState } from '../middleware.js';
 import { validate } from '../validate.js';
@@ -221,7 +222,15 @@ async function receive(
     throw tooLarge(maxBytes);
   }
 
+  const coding = bodyCoding(ctx.get('Content-Encoding'));
   if (ctx.is('multipart/form-data')) {
+    if (coding !== 'identity') {
+      throw new ApiError(
+        415,
+        'unsupported_media_type',
+        'a multipart upload cannot be compressed as a whole: send the file as text/csv instead',
+      );
+    }
     await multipart(ctx as never, async () => undefined);
     const file = ctx.request.files?.file;
     if (!file || Array.isArray(file)) {
@@ -251,9 +260,16 @@ async function receive(
   const file = path.join(dir, 'upload.csv');
   const remove = () => rm(dir, { recursive: true, force: true });
   try {
-    await pipeline(ctx.req as Readable, measure(maxBytes, fingerprint), createWriteStream(file));
+    // A compressed file is kept as it reads: the limit and the fingerprint count what it holds.
+    await pipeline([
+      ctx.req as Readable,
+      ...decoders(coding),
+      measure(maxBytes, fingerprint),
+      createWriteStream(file),
+    ]);
   } catch (err) {
     await remove();
+    if (isDecodingError(err)) throw notDecodable(coding);
     throw err instanceof ApiError ? err : errors.validation('the upload was cut off');
   }
   return {
