@@ -88,6 +88,8 @@ export interface DomainLogoutData extends JobBase {
   domain: string;
   /** How many users of the domain's list are logged out: a re-run goes on from there. */
   cursor?: number;
+  /** The id of the user just before the cursor: a re-run checks the list has not moved. */
+  after?: string;
 }
 
 export interface HtableCreateData extends JobBase {

@@ -117,8 +117,31 @@ describe('managing domains', function () {
 
       const passedOver = ids.slice(1).filter((id) => stack.keycloak.logoutCount(id) === 0);
       expect(passedOver).to.deep.equal([]);
+      expect(ids.slice(1).every((id) => stack.keycloak.logoutCount(id) === 1)).to.equal(true);
       expect(job.state).to.equal('succeeded');
-      expect([job.done, job.total]).to.deep.equal([249, 249]);
+      // The deleted user was logged out (or found gone) before it was deleted: 250 in all.
+      expect([job.done, job.total]).to.deep.equal([250, 250]);
+    });
+
+    it('passes no user over when a deletion and a creation balance out', async () => {
+      const ids = seedDomainUsers(stack, 250);
+      // As above, and a user created at the end of the list keeps the domain's count as it was.
+      stack.keycloak.faults.set({ latency_ms: 30, paths: '/logout$' });
+      const answer = await stack.call('POST', `/domains/${domainId}/logout`);
+      await until('page 1 under way', () => stack.keycloak.logoutCount(ids[5]) > 0);
+      await deleteKeycloakUser(stack, ids[0]);
+      const [late] = stack.keycloak.seedUsers([
+        { username: 'zz-late', enabled: true, attributes: { domain: ['example.com'] } },
+      ]);
+
+      const job = await waitForJob(stack, answer.body.job.id, 20_000);
+
+      const passedOver = ids.slice(1).filter((id) => stack.keycloak.logoutCount(id) === 0);
+      expect(passedOver).to.deep.equal([]);
+      expect(ids.slice(1).every((id) => stack.keycloak.logoutCount(id) === 1)).to.equal(true);
+      expect(stack.keycloak.logoutCount(late)).to.equal(1);
+      expect(job.state).to.equal('succeeded');
+      expect([job.done, job.total]).to.deep.equal([251, 251]);
     });
 
     it('goes on where a crashed run stopped instead of starting over', async () => {
@@ -139,6 +162,29 @@ describe('managing domains', function () {
       expect(job.state).to.equal('succeeded');
       expect(ids.slice(0, 100).every((id) => stack.keycloak.logoutCount(id) === 0)).to.equal(true);
       expect(ids.slice(100).every((id) => stack.keycloak.logoutCount(id) === 1)).to.equal(true);
+    });
+
+    it('starts over, not on, when the list moved while a crashed run was down', async () => {
+      const ids = seedDomainUsers(stack, 250);
+      // A run died after its first page (cursor 100, its last user ids[99]); then a user of that
+      // page was deleted, and ids[100] is now where ids[99] was.
+      await deleteKeycloakUser(stack, ids[10]);
+      const redis = new Redis(stack.config.redisUrl);
+      const queue = new Queue('logout', { connection: redis, prefix: stack.config.queuePrefix });
+      await queue.add(
+        'domain.logout',
+        { v: 1, domainId, domain: 'example.com', cursor: 100, after: ids[99] },
+        { jobId: 'resumed-moved-logout' },
+      );
+
+      const job = await waitForJob(stack, 'resumed-moved-logout');
+      await queue.close();
+      await redis.quit();
+
+      expect(job.state).to.equal('succeeded');
+      const left = ids.filter((id) => id !== ids[10]);
+      expect(left.filter((id) => stack.keycloak.logoutCount(id) !== 1)).to.deep.equal([]);
+      expect([job.done, job.total]).to.deep.equal([249, 249]);
     });
 
     it('does not hold up user provisioning while a large domain is logged out', async () => {
