@@ -6,7 +6,9 @@ import { ApiError } from '../errors.js';
 /** The content codings a request body may come in: what zlib reads, and none. */
 const DECODERS: Record<string, (() => Transform) | undefined> = {
   gzip: () => zlib.createGunzip(),
-  deflate: () => zlib.createInflate(),
+  // zlib-wrapped, as RFC 9110 has it, or gzip sent under this name: the JSON bodies' inflater
+  // takes both, and so do imports.
+  deflate: () => zlib.createUnzip(),
   br: () => zlib.createBrotliDecompress(),
 };
 

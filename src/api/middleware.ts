@@ -138,7 +138,12 @@ export function jsonBody(
       throw errors.unsupportedMediaType('application/json');
     }
     // The body may come compressed (koa-body inflates it); a coding it cannot read is a 415.
-    if (hasBody) bodyCoding(ctx.get('Content-Encoding'));
+    // Codings are case-insensitive, the inflater's names are not: it is given the name as read.
+    if (hasBody) {
+      const coding = bodyCoding(ctx.get('Content-Encoding'));
+      if (coding === 'identity') delete ctx.req.headers['content-encoding'];
+      else ctx.req.headers['content-encoding'] = coding;
+    }
     return parse(ctx, next);
   };
 }

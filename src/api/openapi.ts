@@ -310,7 +310,9 @@ export const operations: OperationSpec[] = [
     summary: 'Log out every user of a domain',
     description:
       'A long job: answered 202 at once unless the client asks to wait (`Prefer: wait=N`). ' +
-      'Its progress counts the users done of the total.',
+      'Its progress counts the users done of the total. Users deleted or created while it ' +
+      'runs pass none over; the job fails with 409 `conflict` only when the list keeps ' +
+      'moving under five walks in a row that find nobody left to log out.',
     params: domainIdPath,
     notes: { id: 'The domain id given by wac-core.' },
     job: true,

@@ -15,23 +15,30 @@ export interface LogoutResult {
 }
 
 /**
- * Walks, at most, while the domain's list keeps moving under the walk; then the job fails with
- * a reason, rather than walking for ever.
+ * Users read before the place the last user of the page before should be: deletions before it
+ * move it up by as many places, and it is found among them (see `logoutDomain`).
  */
-const MAX_WALKS = 5;
+const LOOK_BACK = 20;
+
+/**
+ * Walks in a row that log nobody out because the domain's list moved under each of them: then
+ * the job fails with a reason, rather than walking for ever.
+ */
+const MAX_IDLE_WALKS = 5;
 
 /**
  * Logs out every user of a domain: walks the domain's users in Keycloak page by page, ends
  * each one's sessions with at most `logoutFanOut` calls in flight, and saves after each page
  * how far it got, so a re-run after a crash goes on from there instead of starting over.
  *
- * Keycloak pages by offset over the users sorted by username, so a user deleted meanwhile from
- * a page already walked moves every later user one place up, and one of them would be passed
- * over (a user created meanwhile moves them down, and one would be logged out twice). So each
- * page is read from one place earlier, the last user of the page before: found there, the list
- * has not moved before it, whatever was deleted and created (a count would miss a deletion and
- * a creation that balance out); not found, the domain is walked once more from the start,
- * logging out only the users this run has not. Progress is `{done, total}`.
+ * Keycloak pages by offset over the users sorted by username: a user created meanwhile before
+ * the place a walk has reached moves every later user one place down (one would be logged out
+ * twice), and a user deleted moves them up (one would be passed over). So each page is read
+ * with a few users before it, and goes on after the last user of the page before, wherever
+ * that user now is. When that user is not there (deleted itself, or more than `LOOK_BACK` users
+ * before it), the domain is walked again from the start, logging out only the users this run
+ * has not. (A count of the domain's users before and after would miss a deletion and a
+ * creation that balance out.) Progress is `{done, total}`.
  */
 export async function logoutDomain(
   job: Job<DomainLogoutData>,
@@ -50,8 +57,11 @@ export async function logoutDomain(
     const total = await keycloak.countUsers(filter);
     /** Users this run has logged out; a walk over again skips them. */
     const done = new Set<string>();
+    // A run that crashed saved where it was and its last user: it goes on after that user. One
+    // saved before the last user was kept (or none) starts over: the list may have moved.
+    const resume = data.cursor && data.after ? { from: data.cursor, after: data.after } : undefined;
     // Those a crashed run logged out count too, until a walk starts over from the first user.
-    let before = data.cursor ?? 0;
+    let before = resume?.from ?? 0;
     let shown = 0;
     const doneCount = () => (shown = Math.max(shown, before + done.size));
     const progress = () =>
@@ -59,61 +69,62 @@ export async function logoutDomain(
     await progress();
 
     /**
-     * A page of users from `from`, read from one place earlier when `after` (the last user of
-     * the page before) is known: `undefined` when that place no longer holds it.
+     * The users after `after` (the last user of the page before, which was at `from - 1`), and
+     * where the read ended; `undefined` when `after` is not found.
      */
     const readPage = async (from: number, after: string | undefined) => {
-      if (from === 0 || after === undefined) {
-        return keycloak.findUsers({ ...filter, first: from, max: PAGE });
-      }
-      const [anchor, ...page] = await keycloak.findUsers({
-        ...filter,
-        first: from - 1,
-        max: PAGE + 1,
-      });
-      return anchor?.id === after ? page : undefined;
+      const first = after === undefined ? from : Math.max(0, from - 1 - LOOK_BACK);
+      const max = PAGE + (after === undefined ? 0 : from - first);
+      const rows = await keycloak.findUsers({ ...filter, first, max });
+      const at = after === undefined ? -1 : rows.findIndex((user) => user.id === after);
+      if (after !== undefined && at === -1) return undefined;
+      return { users: rows.slice(at + 1), end: first + rows.length, last: rows.length < max };
     };
 
-    /** Walks from `from`; false when the list moved under it. */
+    /** Walks from `from`; false when the list moved under it and `after` was lost. */
     const walk = async (from: number, after: string | undefined): Promise<boolean> => {
-      let walked = from;
-      let page = await readPage(walked, after);
+      let page = await readPage(from, after);
       for (;;) {
         if (!page) return false;
-        const last = page.at(-1)?.id;
+        const { users, end, last } = page;
+        const lastUser = users.at(-1)?.id ?? after;
         // The next page is read while this one is logged out, so no logout waits for it.
-        const next = page.length < PAGE ? undefined : readPage(walked + page.length, last);
+        const next = last ? undefined : readPage(end, lastUser);
         next?.catch(() => undefined);
-        const fresh = page.filter((user) => !done.has(user.id!));
+        const fresh = users.filter((user) => !done.has(user.id!));
         await mapLimited(fresh, deps.settings.logoutFanOut, async (user) => {
           await logoutIgnoringGone(deps, user.id!);
           done.add(user.id!);
         });
-        walked += page.length;
-        await job.updateData({ ...data, cursor: walked, after: last });
+        after = lastUser;
+        await job.updateData({ ...data, cursor: end, after });
         await progress();
         if (!next) return true;
         page = await next;
       }
     };
 
-    let walks = 1;
-    let whole = await walk(before, data.after);
+    let idle = 0;
+    let whole = await walk(resume?.from ?? 0, resume?.after);
     while (!whole) {
-      if (++walks > MAX_WALKS) {
-        throw errors.conflict(
-          `the users of domain "${data.domain}" kept changing while it was logged out ` +
-            `(walked ${MAX_WALKS} times): log it out again once they are settled`,
-        );
-      }
+      const doneBefore = done.size;
       deps.logger.info(
-        { jobId: job.id, domain: data.domain, walks },
+        { jobId: job.id, domain: data.domain },
         "the domain's users moved while it was logged out: walking it once more",
       );
       before = 0;
       whole = await walk(0, undefined);
+      idle = done.size > doneBefore ? 0 : idle + 1;
+      if (!whole && idle >= MAX_IDLE_WALKS) {
+        throw errors.conflict(
+          `the users of domain "${data.domain}" kept changing while it was logged out ` +
+            `(${MAX_IDLE_WALKS} walks in a row found no one left to log out before the list ` +
+            'moved): log it out again once they are settled',
+        );
+      }
     }
-    const result = { done: doneCount(), total: Math.max(total, doneCount()) };
+    // Every user the domain has now was logged out (those deleted meanwhile may be counted).
+    const result = { done: doneCount(), total: doneCount() };
     await job.updateProgress(result);
     return result;
   } catch (err) {

@@ -119,6 +119,19 @@ describe('the HTTP API', function () {
         expect(answer.status, `${coding}: ${JSON.stringify(answer.body)}`).to.equal(201);
         expect(answer.body.domain.domain).to.equal(domain);
       }
+      // Content codings are case-insensitive (RFC 9110 §8.4.1).
+      const named = [
+        ['GZIP', codings.gzip(json('upper-gzip.example'))],
+        ['Identity', json('upper-identity.example')],
+      ] as const;
+      for (const [coding, body] of named) {
+        const answer = await stack.call('POST', '/domains', body, {
+          'content-type': 'application/json',
+          'content-encoding': coding,
+        });
+
+        expect(answer.status, `${coding}: ${JSON.stringify(answer.body)}`).to.equal(201);
+      }
     });
 
     it('answers 415 naming a content coding it cannot read, 400 for one that lies', async () => {

@@ -144,6 +144,26 @@ describe('managing domains', function () {
       expect([job.done, job.total]).to.deep.equal([251, 251]);
     });
 
+    it('walks again, logging out those left, when the last user it read is deleted', async () => {
+      const ids = seedDomainUsers(stack, 250);
+      // Page 3 is read from page 2's last user, ids[199]: deleted while page 1 is under way, it
+      // is not there to say where page 3 starts.
+      stack.keycloak.faults.set({ latency_ms: 30, paths: '/logout$' });
+      const answer = await stack.call('POST', `/domains/${domainId}/logout`);
+      await until('page 1 under way', () => stack.keycloak.logoutCount(ids[5]) > 0);
+      await deleteKeycloakUser(stack, ids[199]);
+
+      const job = await waitForJob(stack, answer.body.job.id, 20_000);
+
+      const left = ids.filter((id) => id !== ids[199]);
+      expect(left.filter((id) => stack.keycloak.logoutCount(id) !== 1)).to.deep.equal([]);
+      expect(job.state).to.equal('succeeded');
+      // ids[199] counts when page 2 was read before it was deleted (its logout found it gone).
+      expect(job.done).to.be.oneOf([249, 250]);
+      expect(job.total).to.equal(job.done);
+      expect(stack.logs.join('')).to.include('walking it once more');
+    });
+
     it('goes on where a crashed run stopped instead of starting over', async () => {
       const ids = seedDomainUsers(stack, 250);
       // The state a run leaves when it dies after its first page: cursor 100 saved.
@@ -151,7 +171,7 @@ describe('managing domains', function () {
       const queue = new Queue('logout', { connection: redis, prefix: stack.config.queuePrefix });
       await queue.add(
         'domain.logout',
-        { v: 1, domainId, domain: 'example.com', cursor: 100 },
+        { v: 1, domainId, domain: 'example.com', cursor: 100, after: ids[99] },
         { jobId: 'resumed-logout' },
       );
 
@@ -164,27 +184,55 @@ describe('managing domains', function () {
       expect(ids.slice(100).every((id) => stack.keycloak.logoutCount(id) === 1)).to.equal(true);
     });
 
-    it('starts over, not on, when the list moved while a crashed run was down', async () => {
+    it('goes on after the last user a crashed run saved, wherever the list moved it', async () => {
       const ids = seedDomainUsers(stack, 250);
       // A run died after its first page (cursor 100, its last user ids[99]); then a user of that
       // page was deleted, and ids[100] is now where ids[99] was.
       await deleteKeycloakUser(stack, ids[10]);
-      const redis = new Redis(stack.config.redisUrl);
-      const queue = new Queue('logout', { connection: redis, prefix: stack.config.queuePrefix });
-      await queue.add(
-        'domain.logout',
-        { v: 1, domainId, domain: 'example.com', cursor: 100, after: ids[99] },
-        { jobId: 'resumed-moved-logout' },
-      );
+      const job = await runSavedLogout(stack, 'resumed-moved', { cursor: 100, after: ids[99] });
 
-      const job = await waitForJob(stack, 'resumed-moved-logout');
-      await queue.close();
-      await redis.quit();
+      expect(job.state).to.equal('succeeded');
+      expect(ids.slice(0, 100).filter((id) => stack.keycloak.logoutCount(id) !== 0)).to.deep.equal(
+        [],
+      );
+      expect(ids.slice(100).filter((id) => stack.keycloak.logoutCount(id) !== 1)).to.deep.equal([]);
+    });
+
+    it('starts over when a crashed run saved where it was but not its last user', async () => {
+      const ids = seedDomainUsers(stack, 250);
+      await deleteKeycloakUser(stack, ids[10]);
+      const job = await runSavedLogout(stack, 'resumed-unanchored', { cursor: 100 });
 
       expect(job.state).to.equal('succeeded');
       const left = ids.filter((id) => id !== ids[10]);
       expect(left.filter((id) => stack.keycloak.logoutCount(id) !== 1)).to.deep.equal([]);
       expect([job.done, job.total]).to.deep.equal([249, 249]);
+    });
+
+    it('goes on, without starting over, while users are created before its place', async () => {
+      const ids = seedDomainUsers(stack, 300);
+      // Each page takes about 200 ms; a user that sorts first arrives every 40 ms, and moves
+      // every user the walk has not reached one place down.
+      stack.keycloak.faults.set({ latency_ms: 20, paths: '/logout$' });
+      const answer = await stack.call('POST', `/domains/${domainId}/logout`);
+      let created = 0;
+      const creating = setInterval(() => {
+        stack.keycloak.seedUsers([
+          {
+            username: `a-new-${created++}`,
+            enabled: true,
+            attributes: { domain: ['example.com'] },
+          },
+        ]);
+      }, 40);
+      const job = await waitForJob(stack, answer.body.job.id, 20_000).finally(() =>
+        clearInterval(creating),
+      );
+
+      expect(job.state, JSON.stringify(job)).to.equal('succeeded');
+      expect(created).to.be.greaterThan(10);
+      expect(ids.filter((id) => stack.keycloak.logoutCount(id) !== 1)).to.deep.equal([]);
+      expect(stack.logs.join('')).not.to.include('walking it once more');
     });
 
     it('does not hold up user provisioning while a large domain is logged out', async () => {
@@ -203,6 +251,30 @@ describe('managing domains', function () {
     });
   });
 });
+
+/** Queues a domain logout as a crashed run left it (`cursor`, `after`), and waits for its end. */
+async function runSavedLogout(
+  stack: Stack,
+  jobId: string,
+  saved: { cursor: number; after?: string },
+): Promise<Record<string, unknown> & { state: string; done: number; total: number }> {
+  const redis = new Redis(stack.config.redisUrl);
+  const queue = new Queue('logout', { connection: redis, prefix: stack.config.queuePrefix });
+  try {
+    const domain = stack.wac.domains().find((d) => d.domain === 'example.com')!;
+    await queue.add(
+      'domain.logout',
+      { v: 1, domainId: domain.id, domain: domain.domain, ...saved },
+      {
+        jobId,
+      },
+    );
+    return await waitForJob(stack, jobId);
+  } finally {
+    await queue.close();
+    await redis.quit();
+  }
+}
 
 /** Deletes a user in the Keycloak emulator as an administrator would, behind kitter's back. */
 async function deleteKeycloakUser(stack: Stack, id: string): Promise<void> {

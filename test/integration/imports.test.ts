@@ -106,7 +106,7 @@ describe('bulk CSV imports', function () {
       });
     }
 
-    it('reads a file sent compressed (gzip, br), as what it holds', async () => {
+    it('reads a file sent compressed (gzip, br, deflate), as what it holds', async () => {
       const csv = Buffer.from('username,domain\nann,example.com\nbob,example.com\n');
 
       const gzip = await importFile(stack, zlib.gzipSync(csv), '?dry_run=true', {
@@ -115,8 +115,11 @@ describe('bulk CSV imports', function () {
       const br = await importFile(stack, zlib.brotliCompressSync(csv), '?dry_run=true', {
         'content-encoding': 'br',
       });
+      const deflate = await importFile(stack, zlib.deflateSync(csv), '?dry_run=true', {
+        'content-encoding': 'Deflate',
+      });
 
-      for (const answer of [gzip, br]) {
+      for (const answer of [gzip, br, deflate]) {
         expect(answer.status, JSON.stringify(answer.body)).to.equal(202);
         expect(answer.body.import).to.include({ total: 2, valid: 2, invalid: 0 });
       }
@@ -241,7 +244,10 @@ describe('bulk CSV imports', function () {
         });
 
         expect(answer.status).to.equal(413);
-        expect(answer.body.code).to.equal('payload_too_large');
+        expect(answer.body).to.deep.equal({
+          error: 'the request body is larger than 64 KiB',
+          code: 'payload_too_large',
+        });
         expect((await small.call('GET', '/imports')).body.imports).to.deep.equal([]);
       } finally {
         await small.close();

@@ -294,5 +294,8 @@ function measure(maxBytes: number, fingerprint: Hmac): Transform {
 }
 
 function tooLarge(maxBytes: number): ApiError {
-  return errors.payloadTooLarge(`${Math.round(maxBytes / 1024 / 1024)} MB`);
+  const mb = maxBytes / 1024 / 1024;
+  return errors.payloadTooLarge(
+    mb >= 1 ? `${Math.round(mb)} MB` : `${Math.round(maxBytes / 1024)} KiB`,
+  );
 }
