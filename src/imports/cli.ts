@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -16,7 +17,8 @@ Uploads a CSV file of users to a running kitter (POST /imports) and prints the s
   --url URL      where kitter answers (KITTER_URL; default http://127.0.0.1:3000)
   --token TOKEN  an API token (KITTER_TOKEN)
   --key KEY      an Idempotency-Key: the same file sent again under it queues no row twice,
-                 and an upload cut off goes on where it stopped
+                 and an upload cut off goes on where it stopped (without it, an import gets
+                 a key of its own, printed as it starts)
   --dry-run      check every row, queue nothing
   --wait         follow the import to its end, with a progress bar
 Rows refused or failed are written to FILE.errors.csv. Exit status: 0 all rows fine, 1 some
@@ -66,16 +68,28 @@ export async function runImport(argv: string[], env = process.env): Promise<numb
     return 2;
   }
 
+  const dryRun = args.values['dry-run'];
+  // A real import always goes under a key, one of its own unless given: an upload cut off (the
+  // connection, a restart of kitter) is sent again under it and goes on where it stopped.
+  const key = args.values.key ?? (dryRun ? undefined : randomUUID());
   try {
-    const { key, wait } = args.values;
-    return await upload(file, url, token, { dryRun: args.values['dry-run'], wait, key });
+    return await upload(file, url, token, { dryRun, wait: args.values.wait, key });
   } catch (err) {
     // fetch says only "fetch failed"; its cause says why (connection refused, no such host).
     const cause = (err as { cause?: { message?: string } }).cause?.message;
     console.error(`kitter import: ${(err as Error).message}${cause ? `: ${cause}` : ''}`);
+    if (key && !(err instanceof Refused)) {
+      console.error(
+        'kitter import: to go on where it stopped, queuing no row twice, send it again under ' +
+          `the same key: kitter import ${file} --key ${key} (and the same --url and --token)`,
+      );
+    }
     return 2;
   }
 }
+
+/** kitter answered, and refused the file: sending it again as it is will not help. */
+class Refused extends Error {}
 
 interface UploadOptions {
   dryRun: boolean;
@@ -89,7 +103,10 @@ async function upload(file: string, url: string, token: string, options: UploadO
   const headers = { authorization: `Bearer ${token}` };
   const query = dryRun ? '?dry_run=true' : '';
 
-  console.error(`uploading ${path.basename(file)} (${formatBytes(size)}) to ${url}`);
+  console.error(
+    `uploading ${path.basename(file)} (${formatBytes(size)}) to ${url}` +
+      (key ? ` under the key ${key}` : ''),
+  );
   const response = await fetch(`${url}/imports${query}`, {
     method: 'POST',
     headers: {
@@ -106,7 +123,10 @@ async function upload(file: string, url: string, token: string, options: UploadO
     error?: string;
   };
   if (response.status !== 202 || !body.import) {
-    throw new Error(`the import was refused (${response.status}): ${body.error ?? 'no reason'}`);
+    const reason = `(${response.status}): ${body.error ?? 'no reason'}`;
+    // A 5xx (Redis away, kitter stopping) may pass; a 4xx is the file's or the request's.
+    if (response.status >= 500) throw new Error(`the import did not complete ${reason}`);
+    throw new Refused(`the import was refused ${reason}`);
   }
 
   let view = body.import;

@@ -714,8 +714,31 @@ describe('bulk CSV imports', function () {
       expect(refused.out).to.include('unknown column "nickname"');
       expect(nowhere.code, nowhere.out).to.equal(2);
       expect(nowhere.out).to.match(/fetch failed: .*ECONNREFUSED/);
+      expect(nowhere.out).to.match(/send it again under the same key: .* --key [0-9a-f-]{36}/);
+      expect(refused.out).not.to.include('send it again');
       expect(help.code, help.out).to.equal(0);
       expect(help.out).to.include('--dry-run');
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    it('gives an import a key of its own: the file sent again under it queues no row', async () => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'kitter-cli-'));
+      const file = path.join(dir, 'good.csv');
+      await writeFile(file, fixture('tab-delimited.csv'));
+      const common = ['--url', stack.service.url!, '--token', stack.env.KITTER_API_TOKENS];
+
+      const first = await run([file, ...common, '--wait']);
+      const key = /under the key ([0-9a-f-]{36})/.exec(first.out)?.[1];
+      const again = await run([file, ...common, '--key', key ?? 'none']);
+      const dry = await run([file, ...common, '--dry-run']);
+
+      expect(first.code, first.out).to.equal(0);
+      expect(key, first.out).to.be.a('string');
+      expect(again.code, again.out).to.equal(0);
+      expect(again.out).to.include('(sent before under this key)');
+      expect(stack.keycloak.users()).to.have.length(2);
+      // A dry run queues nothing, and goes under no key: the real import may take its own.
+      expect(dry.out).not.to.include('under the key');
       await rm(dir, { recursive: true, force: true });
     });
   });
