@@ -686,7 +686,10 @@ export const operations: OperationSpec[] = [
     rawBody: {
       description:
         'The CSV file as the body, or the multipart field `file`; at most ' +
-        '`KITTER_IMPORT_MAX_BYTES` (256 MB unless set), else 413.',
+        '`KITTER_IMPORT_MAX_BYTES` (256 MB unless set, counted decompressed), else 413. ' +
+        'Its text is UTF-8, UTF-16 with its byte order mark, or in the `charset` its media ' +
+        'type names (`text/csv; charset=windows-1252`); a file that is not is 400, naming ' +
+        'the line, and a charset kitter cannot read 415.',
       content: {
         'text/csv': {
           schema: { type: 'string' },

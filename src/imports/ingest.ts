@@ -31,6 +31,8 @@ export interface IngestOptions {
   id: string;
   dryRun: boolean;
   filename?: string;
+  /** The file's character set, when the upload names one (`text/csv; charset=…`). */
+  charset?: string;
   /** Kept with the import, for a repeat under the same `Idempotency-Key` to be compared. */
   fingerprint: string;
   requestId?: string;
@@ -50,6 +52,7 @@ export async function ingest(deps: IngestDeps, path: string, options: IngestOpti
     path,
     importId: id,
     dryRun: options.dryRun,
+    charset: options.charset,
     requestId: options.requestId,
     secretKey: deps.secretKey,
   });

@@ -1,8 +1,9 @@
-import { Readable } from 'node:stream';
+import { isUtf8 } from 'node:buffer';
+import { Readable, Transform } from 'node:stream';
 
 import { parse } from 'csv-parse';
 
-import { errors } from '../errors.js';
+import { ApiError, errors } from '../errors.js';
 
 const DELIMITERS = [',', ';', '\t'] as const;
 export type Delimiter = (typeof DELIMITERS)[number];
@@ -32,9 +33,13 @@ export interface CsvFile {
  * Reads a CSV file as people export it from spreadsheets, as a stream: a UTF-8 byte order mark,
  * `,` `;` or tab as delimiter (found in the header line), CRLF or LF, quoted fields holding
  * delimiters, quotes or line breaks, blank lines. Never holds more than a chunk of the file.
+ * Its text is UTF-8, or UTF-16 with its byte order mark, or in `charset` when one is given
+ * (see `asUtf8`).
  */
-export async function readCsv(input: Readable): Promise<CsvFile> {
-  const { head, rest } = await readHeaderBytes(input);
+export async function readCsv(input: Readable, charset?: string): Promise<CsvFile> {
+  const text = input.pipe(asUtf8(charset));
+  input.on('error', (err) => text.destroy(err));
+  const { head, rest } = await readHeaderBytes(text);
   const delimiter = detectDelimiter(head);
 
   const parser = parse({
@@ -84,6 +89,7 @@ async function next(iterator: AsyncIterator<string[]>): Promise<string[] | undef
     const { value, done } = await iterator.next();
     return done ? undefined : value;
   } catch (err) {
+    if (err instanceof ApiError) throw err;
     const { code, message } = err as Error & { code?: string };
     if (code === 'CSV_MAX_RECORD_SIZE') {
       const line = /at line (\d+)/.exec(message)?.[1];
@@ -124,6 +130,84 @@ async function* joinStreams(head: Buffer, rest: AsyncIterator<Buffer>): AsyncGen
 
 export function isDelimiter(value: unknown): value is Delimiter {
   return DELIMITERS.includes(value as Delimiter);
+}
+
+/**
+ * The file's bytes as UTF-8, checked: a file in another character set is read in it when the
+ * upload names it (`text/csv; charset=windows-1252`), or when it starts with UTF-16's byte
+ * order mark (Excel's "Unicode text"). Any other file must be UTF-8, and one that is not is
+ * refused, naming the line, rather than read with its accents turned into U+FFFD: a Spanish
+ * Excel saves "CSV (delimitado por comas)" in Windows-1252, not UTF-8.
+ */
+export function asUtf8(charset?: string): Transform {
+  const declared = charset && !/^utf-?8$/i.test(charset) ? charset : undefined;
+  let decoder: TextDecoder | undefined;
+  let started = false;
+  /** The end of the last line not yet checked (a character may straddle two chunks). */
+  let carry = Buffer.alloc(0);
+  let line = 1;
+
+  const check = (bytes: Buffer) => {
+    if (isUtf8(bytes)) {
+      for (let at = bytes.indexOf(0x0a); at !== -1; at = bytes.indexOf(0x0a, at + 1)) line++;
+      return;
+    }
+    for (let from = 0; ; line++) {
+      const end = bytes.indexOf(0x0a, from);
+      if (!isUtf8(bytes.subarray(from, end === -1 ? bytes.length : end))) break;
+      from = end + 1;
+    }
+    throw errors.validation(
+      `the file is not UTF-8 text (line ${line}): save it as "CSV UTF-8", or name its ` +
+        'character set in the upload (Content-Type: text/csv; charset=windows-1252)',
+    );
+  };
+
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      try {
+        if (!started) {
+          started = true;
+          const utf16 =
+            chunk[0] === 0xff && chunk[1] === 0xfe
+              ? 'utf-16le'
+              : chunk[0] === 0xfe && chunk[1] === 0xff
+                ? 'utf-16be'
+                : undefined;
+          const label = declared ?? utf16;
+          if (label) decoder = new TextDecoder(label);
+        }
+        if (decoder) return done(null, Buffer.from(decoder.decode(chunk, { stream: true })));
+
+        const bytes = carry.length > 0 ? Buffer.concat([carry, chunk]) : chunk;
+        const lastLine = bytes.lastIndexOf(0x0a);
+        carry = Buffer.from(bytes.subarray(lastLine + 1));
+        check(bytes.subarray(0, lastLine + 1));
+        done(null, chunk);
+      } catch (err) {
+        done(err as Error);
+      }
+    },
+    flush(done) {
+      try {
+        if (decoder) return done(null, Buffer.from(decoder.decode()));
+        check(carry);
+        done();
+      } catch (err) {
+        done(err as Error);
+      }
+    },
+  });
+}
+
+/** Whether the character set an upload names can be read (WHATWG labels: `latin1`, …). */
+export function isKnownCharset(charset: string): boolean {
+  try {
+    new TextDecoder(charset);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The delimiter the header line uses most, outside quotes; a comma when there is none. */

@@ -21,6 +21,8 @@ export interface ReaderInput {
   path: string;
   importId: string;
   dryRun: boolean;
+  /** The file's character set, when the upload names one other than UTF-8 (see `asUtf8`). */
+  charset?: string;
   requestId?: string;
   /** KITTER_SECRET_KEY, to seal the passwords of each row as the API seals a request's. */
   secretKey: string;
@@ -92,9 +94,9 @@ class Reader {
   async run(): Promise<void> {
     // A first quick pass over the whole file: a header it refuses or a line that is not CSV (an
     // unclosed quote) refuses the file before any row is queued.
-    await checkSyntax(this.input.path);
+    await checkSyntax(this.input.path, this.input.charset);
 
-    const file = await readCsv(createReadStream(this.input.path));
+    const file = await readCsv(createReadStream(this.input.path), this.input.charset);
     const layout = readHeader(file.header);
     const columns = layout.map(([column]) => column);
     this.post({ type: 'header', columns, delimiter: file.delimiter });
@@ -188,8 +190,8 @@ class Reader {
   }
 }
 
-async function checkSyntax(path: string): Promise<void> {
-  const file = await readCsv(createReadStream(path));
+async function checkSyntax(path: string, charset?: string): Promise<void> {
+  const file = await readCsv(createReadStream(path), charset);
   readHeader(file.header);
   for await (const _record of file.records) {
     // Reading is the check.

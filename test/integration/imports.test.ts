@@ -106,6 +106,75 @@ describe('bulk CSV imports', function () {
       });
     }
 
+    it('refuses a file not in UTF-8, naming the line, unless it names its charset', async () => {
+      // What a Spanish Excel saves as "CSV (delimitado por comas)": Windows-1252.
+      const ansi = Buffer.from(
+        'username;domain;first_name\r\nann;example.com;Ana\r\n' + 'jose;example.com;José\r\n',
+        'latin1',
+      );
+
+      const refused = await importFile(stack, ansi);
+      const named = await importFile(stack, ansi, '', {
+        'content-type': 'text/csv; charset=windows-1252',
+      });
+      const unknown = await importFile(stack, ansi, '', {
+        'content-type': 'text/csv; charset=x-no',
+      });
+      await settled(stack, named.body.import.id);
+      // In a multipart upload, the file's part names it.
+      const form = new FormData();
+      const part = new Blob([ansi], { type: 'text/csv; charset=windows-1252' });
+      form.append('file', part, 'ansi.csv');
+      const multipart = await fetch(`${stack.service.url}/imports?dry_run=true`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${API_TOKEN}` },
+        body: form,
+      });
+
+      expect(refused.status).to.equal(400);
+      expect(refused.body.error).to.match(/^the file is not UTF-8 text \(line 3\): save it as/);
+      expect(named.status, JSON.stringify(named.body)).to.equal(202);
+      expect(multipart.status).to.equal(202);
+      expect(((await multipart.json()) as { import: object }).import).to.include({
+        valid: 2,
+        invalid: 0,
+      });
+      expect(unknown.status).to.equal(415);
+      expect(unknown.body.error).to.include('charset "x-no"');
+      const jose = stack.keycloak.users().find((user) => user.username === 'jose');
+      expect(jose?.firstName).to.equal('José');
+      expect(usernames(stack)).to.deep.equal(['ann', 'jose']);
+    });
+
+    it('reads UTF-16 with its byte order mark, as Excel saves "Unicode text"', async () => {
+      const text = 'username\tdomain\tfirst_name\r\nzoe\texample.com\tZoë\r\n';
+      const le = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, 'utf16le')]);
+      const be = Buffer.from(le).swap16();
+
+      const little = await importFile(stack, le, '?dry_run=true');
+      const big = await importFile(stack, be, '?dry_run=true');
+
+      for (const answer of [little, big]) {
+        expect(answer.status, JSON.stringify(answer.body)).to.equal(202);
+        expect(answer.body.import).to.include({ total: 1, valid: 1, invalid: 0 });
+      }
+    });
+
+    it('takes UTF-8 characters that fall across the chunks the file is read in', async () => {
+      // Rows until an "é" starts on the last byte of the first 64 KiB read, and ends on the next.
+      let csv = 'username,domain,first_name\n';
+      let i = 0;
+      while (Buffer.byteLength(csv) < 65_536 - 40) csv += `user${i++},example.com,Name\n`;
+      const pad = 65_535 - Buffer.byteLength(csv) - Buffer.byteLength(`last,example.com,`);
+      csv += `last,example.com,${'x'.repeat(pad)}é\n`;
+      expect(Buffer.from(csv).subarray(65_535, 65_537).toString()).to.equal('é');
+
+      const answer = await importFile(stack, csv, '?dry_run=true');
+
+      expect(answer.status, JSON.stringify(answer.body)).to.equal(202);
+      expect(answer.body.import).to.include({ total: i + 1, invalid: 0 });
+    });
+
     it('reads a file sent compressed (gzip, br, deflate), as what it holds', async () => {
       const csv = Buffer.from('username,domain\nann,example.com\nbob,example.com\n');
 

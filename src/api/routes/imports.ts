@@ -13,6 +13,7 @@ import { koaBody } from 'koa-body';
 
 import { ApiError, errors } from '../../errors.js';
 import { SECRET_COLUMNS, type Column } from '../../imports/columns.js';
+import { isKnownCharset } from '../../imports/parse.js';
 import { ingest } from '../../imports/ingest.js';
 import { Slots } from '../../limit.js';
 import { JOB_TYPES } from '../../jobs/queues.js';
@@ -96,7 +97,7 @@ export function importRoutes(deps: ApiDeps): Router<ApiState> {
           },
           upload.path,
           {
-            ...{ id, dryRun: query.dry_run, filename: upload.filename },
+            ...{ id, dryRun: query.dry_run, filename: upload.filename, charset: upload.charset },
             ...{ fingerprint: upload.fingerprint, requestId: ctx.state.requestId },
           },
         ),
@@ -189,6 +190,8 @@ function idOfKey(key: string): string {
 interface Upload {
   path: string;
   filename?: string;
+  /** The character set the upload names, if any. */
+  charset?: string;
   /** What `Idempotency-Key` compares: an HMAC of the file and whether it is a dry run. */
   fingerprint: string;
   remove(): Promise<void>;
@@ -237,7 +240,10 @@ async function receive(
       throw errors.validation('the multipart body needs exactly one field "file" with the CSV');
     }
     const remove = () => rm(file.filepath, { force: true });
+    let charset: string | undefined;
     try {
+      // The part's own media type may name the file's character set.
+      charset = charsetOf(file.mimetype ?? '');
       for await (const chunk of createReadStream(file.filepath)) fingerprint.update(chunk);
     } catch (err) {
       await remove();
@@ -246,6 +252,7 @@ async function receive(
     return {
       path: file.filepath,
       filename: file.originalFilename ?? undefined,
+      charset,
       fingerprint: fingerprint.digest('hex'),
       remove,
     };
@@ -254,6 +261,7 @@ async function receive(
   if (!ctx.is(...CSV_TYPES)) {
     throw errors.unsupportedMediaType('text/csv, or multipart/form-data with a field "file"');
   }
+  const charset = charsetOf(ctx.get('Content-Type'));
 
   const filename = /filename="?([^";]+)"?/i.exec(ctx.get('Content-Disposition'))?.[1];
   const dir = await mkdtemp(path.join(os.tmpdir(), 'kitter-import-'));
@@ -275,9 +283,27 @@ async function receive(
   return {
     path: file,
     filename: filename ? path.basename(filename) : undefined,
+    charset,
     fingerprint: fingerprint.digest('hex'),
     remove,
   };
+}
+
+/**
+ * The character set a file's media type names (`text/csv; charset=windows-1252`), when it is
+ * not UTF-8: the file is read in it (see `asUtf8`). One kitter cannot read is a 415.
+ */
+function charsetOf(contentType: string): string | undefined {
+  const charset = /;\s*charset="?([^";\s]+)"?/i.exec(contentType)?.[1];
+  if (!charset) return undefined;
+  if (!isKnownCharset(charset)) {
+    throw new ApiError(
+      415,
+      'unsupported_media_type',
+      `charset "${charset}" is not one kitter reads: save the file as UTF-8, or name another`,
+    );
+  }
+  return charset;
 }
 
 /** Passes the upload through, fingerprinting it, and stops it past the limit. */
