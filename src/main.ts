@@ -11,7 +11,8 @@ const MODES: Record<string, Mode> = { api: 'api', worker: 'worker', all: 'all', 
 
 const USAGE =
   'usage: kitter <api|worker|all|demo>, or kitter reconcile [--domain NAME] [--fix] [--json], ' +
-  'or kitter import FILE [--url URL] [--token TOKEN] [--key KEY] [--dry-run] [--wait], ' +
+  'or kitter import FILE [--url URL] [--token TOKEN] [--key KEY] [--charset NAME] [--dry-run] ' +
+  '[--wait], ' +
   'or kitter emulate-wac-core';
 
 async function main(argv: string[]): Promise<number> {

@@ -9,7 +9,8 @@ import { parseArgs } from 'node:util';
 import type { ImportView } from './store.js';
 
 export const IMPORT_USAGE =
-  'usage: kitter import FILE [--url URL] [--token TOKEN] [--key KEY] [--dry-run] [--wait]';
+  'usage: kitter import FILE [--url URL] [--token TOKEN] [--key KEY] [--charset NAME] ' +
+  '[--dry-run] [--wait]';
 
 const HELP = `${IMPORT_USAGE}
 
@@ -19,6 +20,8 @@ Uploads a CSV file of users to a running kitter (POST /imports) and prints the s
   --key KEY      an Idempotency-Key: the same file sent again under it queues no row twice,
                  and an upload cut off goes on where it stopped (without it, an import gets
                  a key of its own, printed as it starts)
+  --charset NAME the file's character set when it is not UTF-8 (windows-1252, as a Spanish
+                 Excel saves plain CSV; UTF-16 with its byte order mark is found alone)
   --dry-run      check every row, queue nothing
   --wait         follow the import to its end, with a progress bar
 Rows refused or failed are written to FILE.errors.csv. Exit status: 0 all rows fine, 1 some
@@ -42,6 +45,7 @@ export async function runImport(argv: string[], env = process.env): Promise<numb
         url: { type: 'string' },
         token: { type: 'string' },
         key: { type: 'string' },
+        charset: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
         'dry-run': { type: 'boolean', default: false },
         wait: { type: 'boolean', default: false },
@@ -73,33 +77,45 @@ export async function runImport(argv: string[], env = process.env): Promise<numb
   // connection, a restart of kitter) is sent again under it and goes on where it stopped.
   const key = args.values.key ?? (dryRun ? undefined : randomUUID());
   try {
-    return await upload(file, url, token, { dryRun, wait: args.values.wait, key });
+    const { wait, charset } = args.values;
+    return await upload(file, url, token, { dryRun, wait, key, charset });
   } catch (err) {
     // fetch says only "fetch failed"; its cause says why (connection refused, no such host).
-    const cause = (err as { cause?: { message?: string } }).cause?.message;
-    console.error(`kitter import: ${(err as Error).message}${cause ? `: ${cause}` : ''}`);
-    if (key && !(err instanceof Refused)) {
+    const cause = (err as { cause?: { message?: string; code?: string } }).cause;
+    console.error(`kitter import: ${(err as Error).message}${cause ? `: ${cause.message}` : ''}`);
+    if (NOT_REACHED.has(cause?.code ?? '')) {
+      console.error(`kitter import: nothing answered at ${url}: is kitter running there?`);
+    } else if (key && !(err instanceof Refused)) {
+      // The upload may have been cut off half-way: what was queued stays, under the key.
       console.error(
-        'kitter import: to go on where it stopped, queuing no row twice, send it again under ' +
-          `the same key: kitter import ${file} --key ${key} (and the same --url and --token)`,
+        `kitter import: run the same command again with --key ${key} added: the import goes ` +
+          'on where it stopped, queuing no row twice',
       );
     }
     return 2;
   }
 }
 
-/** kitter answered, and refused the file: sending it again as it is will not help. */
+/** Errors that say the upload never reached kitter: nothing was sent, nothing to go on with. */
+const NOT_REACHED = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH']);
+
+/** Nothing was sent, or kitter refused the file: sending it again under the key is no help. */
 class Refused extends Error {}
 
 interface UploadOptions {
   dryRun: boolean;
   wait: boolean;
   key?: string;
+  charset?: string;
 }
 
 async function upload(file: string, url: string, token: string, options: UploadOptions) {
-  const { dryRun, wait, key } = options;
-  const size = (await stat(file)).size;
+  const { dryRun, wait, key, charset } = options;
+  const size = await stat(file).then(
+    (found) => found.size,
+    (err: Error) => Promise.reject(new Refused(err.message)),
+  );
+  if (!URL.canParse(url)) throw new Refused(`--url ${url} is not a URL (http://host:port)`);
   const headers = { authorization: `Bearer ${token}` };
   const query = dryRun ? '?dry_run=true' : '';
 
@@ -111,7 +127,7 @@ async function upload(file: string, url: string, token: string, options: UploadO
     method: 'POST',
     headers: {
       ...headers,
-      'content-type': 'text/csv',
+      'content-type': charset ? `text/csv; charset=${charset}` : 'text/csv',
       'content-disposition': `attachment; filename="${path.basename(file).replace(/"/g, '')}"`,
       ...(key ? { 'idempotency-key': key } : {}),
     },
@@ -126,7 +142,9 @@ async function upload(file: string, url: string, token: string, options: UploadO
     const reason = `(${response.status}): ${body.error ?? 'no reason'}`;
     // A 5xx (Redis away, kitter stopping) may pass; a 4xx is the file's or the request's.
     if (response.status >= 500) throw new Error(`the import did not complete ${reason}`);
-    throw new Refused(`the import was refused ${reason}`);
+    // A file not in UTF-8 is read in the character set the upload names.
+    const hint = /not UTF-8/.test(body.error ?? '') ? ' (its charset: --charset windows-1252)' : '';
+    throw new Refused(`the import was refused ${reason}${hint}`);
   }
 
   let view = body.import;
