@@ -85,10 +85,16 @@ export function publicCells(row: RowCells): RowCells {
 
 export type RowResult = { user: UserInput } | { reason: string };
 
+/**
+ * The yes and no of a spreadsheet's cell, in any case: what people type, and the words a
+ * Spanish Excel writes for TRUE and FALSE.
+ */
 const flag = Joi.boolean()
-  .truthy('yes', 'y', '1', 'TRUE', 'True')
-  .falsy('no', 'n', '0', 'FALSE', 'False')
+  .truthy('yes', 'y', '1', 'sí', 'si', 'verdadero')
+  .falsy('no', 'n', '0', 'falso')
   .sensitive(false);
+
+const FLAG_WORDS = 'true/false, yes/no, 1/0, sí/no, verdadero/falso';
 
 /**
  * A row as a `POST /users` body, checked with the same schema. Empty cells count as absent;
@@ -103,12 +109,17 @@ export function userOfRow(row: RowCells, extraCells: string[]): RowResult {
     const text = row[column]?.trim();
     return text === '' ? undefined : text;
   };
+  // A cell that is no yes or no is named with the words that are, whether or not the row uses
+  // it (`temporary` without a password).
+  const flagProblems: string[] = [];
   const bool = (column: Column) => {
     const text = value(column);
     if (text === undefined) return undefined;
     const { value: parsed, error } = flag.validate(text);
-    return error ? text : parsed;
+    if (error) flagProblems.push(`${column}: "${text}" is not one of ${FLAG_WORDS}`);
+    return error ? undefined : (parsed as boolean);
   };
+  const temporary = bool('temporary');
 
   const sipUsername = value('sip_username');
   const sipPassword = row.sip_password === '' ? undefined : row.sip_password;
@@ -134,10 +145,7 @@ export function userOfRow(row: RowCells, extraCells: string[]): RowResult {
     last_name: value('last_name'),
     enabled: bool('enabled'),
     email_verified: bool('email_verified'),
-    credentials:
-      password !== undefined
-        ? dropUndefined({ password, temporary: bool('temporary') })
-        : undefined,
+    credentials: password !== undefined ? dropUndefined({ password, temporary }) : undefined,
     attributes: dropUndefined({
       domain: value('domain'),
       phone_number: value('phone_number'),
@@ -151,7 +159,9 @@ export function userOfRow(row: RowCells, extraCells: string[]): RowResult {
     convert: true,
     errors: { wrap: { label: false } },
   });
-  if (error) return { reason: describe(error) };
+  if (error || flagProblems.length > 0) {
+    return { reason: [...flagProblems, ...(error ? [describe(error)] : [])].join('; ') };
+  }
   return { user: user as UserInput };
 }
 

@@ -450,6 +450,37 @@ describe('bulk CSV imports', function () {
       expect(answer.body.import).to.include({ total: 1000, valid: 500, invalid: 500 });
     });
 
+    it("takes a spreadsheet's yes and no, and names the words when a cell is neither", async () => {
+      const csv = [
+        'username;domain;enabled;email_verified;temporary;password',
+        'ana;example.com;VERDADERO;Falso;sí;Pass-word-1',
+        'bea;example.com;yes;0;No;Pass-word-2',
+        'cris;example.com;maybe;1;;',
+        'dani;example.com;1;1;quizá;',
+      ].join('\r\n');
+
+      const answer = await importFile(stack, csv);
+      await settled(stack, answer.body.import.id);
+
+      expect(answer.body.import).to.include({ valid: 2, invalid: 2 });
+      expect(answer.body.import.first_errors).to.deep.equal([
+        {
+          row: 4,
+          reason: 'enabled: "maybe" is not one of true/false, yes/no, 1/0, sí/no, verdadero/falso',
+        },
+        {
+          row: 5,
+          reason:
+            'temporary: "quizá" is not one of true/false, yes/no, 1/0, sí/no, verdadero/falso',
+        },
+      ]);
+      const users = stack.keycloak.users();
+      expect(users.map((user) => [user.username, user.enabled, user.emailVerified])).to.deep.equal([
+        ['ana', true, false],
+        ['bea', true, false],
+      ]);
+    });
+
     it('numbers rows as a spreadsheet does, blank lines included', async () => {
       const csv = '\nusername,domain\nann,example.com\n\nb,example.com\n';
 
