@@ -84,16 +84,19 @@ export function startWorkers(deps: WorkerDeps, options: WorkerOptions): RunningW
 
   const withQueues: WorkerDeps = { ...deps, queues: Object.fromEntries(lookups) };
   const cancelled = new CancelledImports(deps.imports);
+  const running = new RunningJobs();
 
   const start = (name: QueueName, concurrency: number) => {
     const queue = lookups.get(name)!;
     const worker: Worker = new Worker(
       name,
       (job, token) =>
-        runJob(job, token, {
-          ...{ queue, worker, deps: withQueues, cancelled },
-          metrics: options.metrics,
-        }),
+        running.track(
+          runJob(job, token, {
+            ...{ queue, worker, deps: withQueues, cancelled },
+            metrics: options.metrics,
+          }),
+        ),
       {
         connection,
         prefix,
@@ -125,7 +128,7 @@ export function startWorkers(deps: WorkerDeps, options: WorkerOptions): RunningW
   return {
     workers,
     close(deadlineMs = 30_000) {
-      closing ??= closeWithin(workers, deadlineMs).finally(() =>
+      closing ??= closeWithin(workers, deadlineMs, running).finally(() =>
         Promise.all([...lookups.values()].map((queue) => queue.close())),
       );
       return closing;
@@ -308,16 +311,49 @@ function slowsTheQueue(err: unknown): boolean {
   return err instanceof BackendError && (err.kind === 'rate_limited' || err.status === 503);
 }
 
-/**
- * `Worker.close()` waits for active jobs without a deadline. Past the deadline, the workers are
- * closed with `force`: their active jobs stay in Redis and go back to the queue when their lock
- * lapses, to be run again (every processor is safe to run twice).
- */
-async function closeWithin(workers: Worker[], deadlineMs: number): Promise<void> {
-  const graceful = Promise.all(workers.map((worker) => worker.close()));
-  if ((await settleWithin(graceful, deadlineMs)) === 'late') {
-    await Promise.all(workers.map((worker) => worker.close(true)));
-  } else {
-    await graceful;
+/** The jobs this process is running, and a way to wait until there are none. */
+class RunningJobs {
+  private count = 0;
+  private waiting: Array<() => void> = [];
+
+  async track<T>(run: Promise<T>): Promise<T> {
+    this.count++;
+    try {
+      return await run;
+    } finally {
+      if (--this.count === 0) for (const wake of this.waiting.splice(0)) wake();
+    }
   }
+
+  idle(): Promise<void> {
+    return this.count === 0
+      ? Promise.resolve()
+      : new Promise((resolve) => this.waiting.push(resolve));
+  }
+}
+
+/**
+ * How long BullMQ's close may take once this process runs no job: enough to record the ends of
+ * the last ones. With Redis away it never returns, and there is nothing left to wait for.
+ */
+const CLOSE_WHEN_IDLE_MS = 1_000;
+
+/**
+ * `Worker.close()` waits for active jobs without a deadline, and while Redis is away it does
+ * not return at all. So the workers close when BullMQ has closed them, or a moment after the
+ * last job of this process has ended, or at the deadline, whichever comes first; past it, they
+ * are closed with `force`: their active jobs stay in Redis and go back to the queue when their
+ * lock lapses, to be run again (every processor is safe to run twice).
+ */
+async function closeWithin(
+  workers: Worker[],
+  deadlineMs: number,
+  running: RunningJobs,
+): Promise<void> {
+  const graceful = Promise.all(workers.map((worker) => worker.close()));
+  const idleThenGrace = running.idle().then(() => settleWithin(graceful, CLOSE_WHEN_IDLE_MS));
+  await settleWithin(Promise.race([graceful, idleThenGrace]), deadlineMs);
+  if ((await settleWithin(graceful, 0)) === 'done') return;
+  // Forcing does not wait for jobs, but it too waits for Redis: bounded as well.
+  await settleWithin(Promise.all(workers.map((worker) => worker.close(true))), CLOSE_WHEN_IDLE_MS);
 }
