@@ -85,7 +85,7 @@ export async function runImport(argv: string[], env = process.env): Promise<numb
     console.error(`kitter import: ${(err as Error).message}${cause ? `: ${cause.message}` : ''}`);
     if (NOT_REACHED.has(cause?.code ?? '')) {
       console.error(`kitter import: nothing answered at ${url}: is kitter running there?`);
-    } else if (key && !(err instanceof Refused)) {
+    } else if (key && err instanceof CutOff) {
       // The upload may have been cut off half-way: what was queued stays, under the key.
       console.error(
         `kitter import: run the same command again with --key ${key} added: the import goes ` +
@@ -99,8 +99,11 @@ export async function runImport(argv: string[], env = process.env): Promise<numb
 /** Errors that say the upload never reached kitter: nothing was sent, nothing to go on with. */
 const NOT_REACHED = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH']);
 
-/** Nothing was sent, or kitter refused the file: sending it again under the key is no help. */
-class Refused extends Error {}
+/** The upload was under way and no answer took it: it may have been cut off half-way. */
+class CutOff extends Error {}
+
+/** Values sent in a header: printable ASCII, which a header can carry and a log may show. */
+const HEADER_SAFE = /^[\x21-\x7e]+$/;
 
 interface UploadOptions {
   dryRun: boolean;
@@ -111,11 +114,16 @@ interface UploadOptions {
 
 async function upload(file: string, url: string, token: string, options: UploadOptions) {
   const { dryRun, wait, key, charset } = options;
-  const size = await stat(file).then(
-    (found) => found.size,
-    (err: Error) => Promise.reject(new Refused(err.message)),
-  );
-  if (!URL.canParse(url)) throw new Refused(`--url ${url} is not a URL (http://host:port)`);
+  // Checked before anything is sent. Never printed: a header fetch refuses names its value.
+  if (!HEADER_SAFE.test(token)) throw new Error('the token holds characters a header cannot');
+  if (charset !== undefined && !HEADER_SAFE.test(charset)) throw new Error('--charset: no name');
+  if (key !== undefined && !/^[\x20-\x7e]+$/.test(key)) throw new Error('--key: printable ASCII');
+  if (!/^https?:$/.test(URL.canParse(url) ? new URL(url).protocol : '')) {
+    throw new Error(`--url ${url} is not an http:// or https:// address`);
+  }
+  const found = await stat(file);
+  if (!found.isFile()) throw new Error(`${file} is not a file`);
+  const size = found.size;
   const headers = { authorization: `Bearer ${token}` };
   const query = dryRun ? '?dry_run=true' : '';
 
@@ -133,7 +141,9 @@ async function upload(file: string, url: string, token: string, options: UploadO
     },
     body: Readable.toWeb(createReadStream(file)) as ReadableStream,
     duplex: 'half',
-  } as RequestInit);
+  } as RequestInit).catch((err: Error) => {
+    throw new CutOff(err.message, { cause: err.cause });
+  });
   const body = (await response.json().catch(() => ({}))) as {
     import?: ImportView;
     error?: string;
@@ -141,10 +151,10 @@ async function upload(file: string, url: string, token: string, options: UploadO
   if (response.status !== 202 || !body.import) {
     const reason = `(${response.status}): ${body.error ?? 'no reason'}`;
     // A 5xx (Redis away, kitter stopping) may pass; a 4xx is the file's or the request's.
-    if (response.status >= 500) throw new Error(`the import did not complete ${reason}`);
+    if (response.status >= 500) throw new CutOff(`the import did not complete ${reason}`);
     // A file not in UTF-8 is read in the character set the upload names.
     const hint = /not UTF-8/.test(body.error ?? '') ? ' (its charset: --charset windows-1252)' : '';
-    throw new Refused(`the import was refused ${reason}${hint}`);
+    throw new Error(`the import was refused ${reason}${hint}`);
   }
 
   let view = body.import;

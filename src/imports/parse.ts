@@ -135,32 +135,54 @@ export function isDelimiter(value: unknown): value is Delimiter {
 /**
  * The file's bytes as UTF-8, checked: a file in another character set is read in it when the
  * upload names it (`text/csv; charset=windows-1252`), or when it starts with UTF-16's byte
- * order mark (Excel's "Unicode text"). Any other file must be UTF-8, and one that is not is
- * refused, naming the line, rather than read with its accents turned into U+FFFD: a Spanish
- * Excel saves "CSV (delimitado por comas)" in Windows-1252, not UTF-8.
+ * order mark (Excel's "Unicode text"); a byte order mark wins over a charset named. Any other
+ * file must be UTF-8, and one that is not is refused, naming the line, rather than read with
+ * its accents turned into U+FFFD: a Spanish Excel saves "CSV (delimitado por comas)" in
+ * Windows-1252, not UTF-8. Bytes that are not text in the charset named are refused too. Each
+ * chunk is checked as it passes, holding back at most the bytes of one character, whatever the
+ * file's line ends (CR alone, as old Mac exports have them, included).
  */
 export function asUtf8(charset?: string): Transform {
-  const declared = charset && !/^utf-?8$/i.test(charset) ? charset : undefined;
+  const named = charset && !isUtf8Charset(charset) ? charset : undefined;
+  const lines = new LineCounter();
+  /** The decoder of a file not in UTF-8, known from its first bytes; none for UTF-8. */
   let decoder: TextDecoder | undefined;
+  let label = 'UTF-8';
   let started = false;
-  /** The end of the last line not yet checked (a character may straddle two chunks). */
-  let carry = Buffer.alloc(0);
-  let line = 1;
+  const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+  /** The bytes of a character the chunks so far began and did not end. */
+  let pending = Buffer.alloc(0);
 
-  const check = (bytes: Buffer) => {
-    if (isUtf8(bytes)) {
-      for (let at = bytes.indexOf(0x0a); at !== -1; at = bytes.indexOf(0x0a, at + 1)) line++;
-      return;
-    }
-    for (let from = 0; ; line++) {
-      const end = bytes.indexOf(0x0a, from);
-      if (!isUtf8(bytes.subarray(from, end === -1 ? bytes.length : end))) break;
-      from = end + 1;
-    }
-    throw errors.validation(
-      `the file is not UTF-8 text (line ${line}): save it as "CSV UTF-8", or name its ` +
+  const refuse = (where: string) =>
+    errors.validation(
+      `the file is not ${label} text (${where}): save it as "CSV UTF-8", or name its ` +
         'character set in the upload (Content-Type: text/csv; charset=windows-1252)',
     );
+
+  /** UTF-8 passes as it is, checked. */
+  const checked = (chunk: Buffer): Buffer => {
+    const joined = pending.length > 0 ? Buffer.concat([pending, chunk]) : chunk;
+    try {
+      utf8.decode(chunk, { stream: true });
+    } catch {
+      throw refuse(`line ${lines.count + linesBeforeBadUtf8(joined, lines.afterCr)}`);
+    }
+    pending = Buffer.from(joined.subarray(joined.length - unfinished(joined)));
+    lines.add(chunk);
+    return chunk;
+  };
+
+  /** Another charset is decoded to UTF-8. */
+  const decoded = (chunk: Buffer | undefined): Buffer => {
+    let text: string;
+    try {
+      text = chunk ? decoder!.decode(chunk, { stream: true }) : decoder!.decode();
+    } catch {
+      throw refuse(`after line ${lines.count}`);
+    }
+    const bytes = Buffer.from(text);
+    lines.add(bytes);
+    return bytes;
   };
 
   return new Transform({
@@ -168,36 +190,99 @@ export function asUtf8(charset?: string): Transform {
       try {
         if (!started) {
           started = true;
-          const utf16 =
-            chunk[0] === 0xff && chunk[1] === 0xfe
-              ? 'utf-16le'
-              : chunk[0] === 0xfe && chunk[1] === 0xff
-                ? 'utf-16be'
-                : undefined;
-          const label = declared ?? utf16;
-          if (label) decoder = new TextDecoder(label);
+          const mark = byteOrderMark(chunk);
+          const other = mark === 'utf-8' ? undefined : (mark ?? named);
+          if (other) {
+            decoder = new TextDecoder(other, { fatal: true });
+            label = other;
+          }
         }
-        if (decoder) return done(null, Buffer.from(decoder.decode(chunk, { stream: true })));
-
-        const bytes = carry.length > 0 ? Buffer.concat([carry, chunk]) : chunk;
-        const lastLine = bytes.lastIndexOf(0x0a);
-        carry = Buffer.from(bytes.subarray(lastLine + 1));
-        check(bytes.subarray(0, lastLine + 1));
-        done(null, chunk);
+        done(null, decoder ? decoded(chunk) : checked(chunk));
       } catch (err) {
         done(err as Error);
       }
     },
     flush(done) {
       try {
-        if (decoder) return done(null, Buffer.from(decoder.decode()));
-        check(carry);
+        if (decoder) return done(null, decoded(undefined));
+        if (pending.length > 0) throw refuse(`line ${lines.count}`);
         done();
       } catch (err) {
         done(err as Error);
       }
     },
   });
+}
+
+/** The charset a file's byte order mark says, if it has one. */
+function byteOrderMark(head: Buffer): string | undefined {
+  if (head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf) return 'utf-8';
+  if (head[0] === 0xff && head[1] === 0xfe) return 'utf-16le';
+  if (head[0] === 0xfe && head[1] === 0xff) return 'utf-16be';
+  return undefined;
+}
+
+function isUtf8Charset(charset: string): boolean {
+  try {
+    return new TextDecoder(charset).encoding === 'utf-8';
+  } catch {
+    return false;
+  }
+}
+
+/** Counts the lines of a text as it passes: LF, CRLF and CR alone each end one. */
+class LineCounter {
+  /** The number of the line under way. */
+  count = 1;
+  /** Whether the bytes so far end in CR (an LF next is the same line end). */
+  afterCr = false;
+
+  add(bytes: Buffer): void {
+    if (bytes.length === 0) return;
+    this.count += lineEnds(bytes, this.afterCr);
+    this.afterCr = bytes[bytes.length - 1] === 0x0d;
+  }
+}
+
+/** The line ends in `bytes`; an LF first, after a CR just before, is not one. */
+function lineEnds(bytes: Buffer, afterCr: boolean): number {
+  let ends = 0;
+  for (let at = bytes.indexOf(0x0a); at !== -1; at = bytes.indexOf(0x0a, at + 1)) ends++;
+  for (let at = bytes.indexOf(0x0d); at !== -1; at = bytes.indexOf(0x0d, at + 1)) {
+    if (bytes[at + 1] !== 0x0a) ends++;
+  }
+  return afterCr && bytes[0] === 0x0a ? ends - 1 : ends;
+}
+
+/**
+ * The line ends in `bytes` before the first of its lines that is not UTF-8. Its last line may
+ * stop inside a character that the next bytes end: that is not held against it.
+ */
+function linesBeforeBadUtf8(bytes: Buffer, afterCr: boolean): number {
+  let from = 0;
+  let ends = 0;
+  for (;;) {
+    let end = from;
+    while (end < bytes.length && bytes[end] !== 0x0a && bytes[end] !== 0x0d) end++;
+    const last = end === bytes.length;
+    const line = bytes.subarray(from, last ? end - unfinished(bytes) : end);
+    if (!isUtf8(line) || last) return ends;
+    // CRLF ends one line; so does an LF right after a CR that ended the bytes before.
+    const crlf = bytes[end] === 0x0d && bytes[end + 1] === 0x0a;
+    if (!(end === 0 && afterCr && bytes[0] === 0x0a)) ends++;
+    from = end + (crlf ? 2 : 1);
+  }
+}
+
+/** How many bytes at the end of `bytes` begin a UTF-8 character they do not end (0 to 3). */
+function unfinished(bytes: Buffer): number {
+  for (let back = 1; back <= Math.min(4, bytes.length); back++) {
+    const byte = bytes[bytes.length - back];
+    if ((byte & 0xc0) === 0x80) continue; // a continuation byte: its lead is further back
+    const length = byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : byte >= 0xc0 ? 2 : 1;
+    return length > back ? back : 0;
+  }
+  return 0;
 }
 
 /** Whether the character set an upload names can be read (WHATWG labels: `latin1`, …). */

@@ -128,7 +128,7 @@ export function startWorkers(deps: WorkerDeps, options: WorkerOptions): RunningW
   return {
     workers,
     close(deadlineMs = 30_000) {
-      closing ??= closeWithin(workers, deadlineMs, running).finally(() =>
+      closing ??= closeWithin(workers, deadlineMs, running, connection).finally(() =>
         Promise.all([...lookups.values()].map((queue) => queue.close())),
       );
       return closing;
@@ -313,47 +313,60 @@ function slowsTheQueue(err: unknown): boolean {
 
 /** The jobs this process is running, and a way to wait until there are none. */
 class RunningJobs {
-  private count = 0;
+  private active = 0;
   private waiting: Array<() => void> = [];
 
+  get count(): number {
+    return this.active;
+  }
+
   async track<T>(run: Promise<T>): Promise<T> {
-    this.count++;
+    this.active++;
     try {
       return await run;
     } finally {
-      if (--this.count === 0) for (const wake of this.waiting.splice(0)) wake();
+      if (--this.active === 0) for (const wake of this.waiting.splice(0)) wake();
     }
   }
 
   idle(): Promise<void> {
-    return this.count === 0
+    return this.active === 0
       ? Promise.resolve()
       : new Promise((resolve) => this.waiting.push(resolve));
   }
 }
 
 /**
- * How long BullMQ's close may take once this process runs no job: enough to record the ends of
- * the last ones. With Redis away it never returns, and there is nothing left to wait for.
+ * How long BullMQ's close may take, once this process runs no job, while Redis is away: it
+ * never returns then, and there is nothing left to wait for.
  */
 const CLOSE_WHEN_IDLE_MS = 1_000;
 
 /**
  * `Worker.close()` waits for active jobs without a deadline, and while Redis is away it does
- * not return at all. So the workers close when BullMQ has closed them, or a moment after the
- * last job of this process has ended, or at the deadline, whichever comes first; past it, they
- * are closed with `force`: their active jobs stay in Redis and go back to the queue when their
- * lock lapses, to be run again (every processor is safe to run twice).
+ * not return at all. So the workers wait for it until the deadline; but while Redis is away,
+ * only until a moment after the last job of this process has ended (a job picked up as the
+ * close began is waited for with Redis there). Past the deadline the close is left to itself
+ * (BullMQ has no way to cut it short: `close(true)` during a close only waits for the same):
+ * active jobs stay in Redis and go back to the queue when their lock lapses, to be run again
+ * (every processor is safe to run twice).
  */
 async function closeWithin(
   workers: Worker[],
   deadlineMs: number,
   running: RunningJobs,
+  connection: RedisClient,
 ): Promise<void> {
   const graceful = Promise.all(workers.map((worker) => worker.close()));
-  const idleThenGrace = running.idle().then(() => settleWithin(graceful, CLOSE_WHEN_IDLE_MS));
-  await settleWithin(Promise.race([graceful, idleThenGrace]), deadlineMs);
-  if ((await settleWithin(graceful, 0)) === 'done') return;
-  // Forcing does not wait for jobs, but it too waits for Redis: bounded as well.
-  await settleWithin(Promise.all(workers.map((worker) => worker.close(true))), CLOSE_WHEN_IDLE_MS);
+  let over = false;
+  // Settles once no job of this process runs, Redis is away, and BullMQ has had a moment more.
+  const idleWhileRedisAway = async () => {
+    while (!over) {
+      await running.idle();
+      if ((await settleWithin(graceful, CLOSE_WHEN_IDLE_MS)) === 'done') return;
+      if (connection.status !== 'ready' && running.count === 0) return;
+    }
+  };
+  await settleWithin(Promise.race([graceful, idleWhileRedisAway()]), deadlineMs);
+  over = true;
 }

@@ -147,6 +147,41 @@ describe('bulk CSV imports', function () {
       expect(usernames(stack)).to.deep.equal(['ann', 'jose']);
     });
 
+    it('names the line of a file with CR line ends, and lets a byte order mark win', async () => {
+      // Old Mac exports end lines with CR alone; the third line is not UTF-8.
+      const mac = Buffer.concat([
+        Buffer.from('username,domain\rann,example.com\r'),
+        Buffer.from('jos\xe9,example.com\r', 'latin1'),
+        Buffer.from('bob,example.com\r'.repeat(20_000)),
+      ]);
+      // UTF-8 with its byte order mark, sent as Windows-1252: the mark says what it is.
+      const marked = Buffer.from('\uFEFFusername,domain,first_name\nzoe,example.com,Zoë\n');
+
+      const refused = await importFile(stack, mac, '?dry_run=true');
+      const read = await importFile(stack, marked, '?dry_run=true', {
+        'content-type': 'text/csv; charset=windows-1252',
+      });
+
+      expect(refused.status).to.equal(400);
+      expect(refused.body.error).to.match(/^the file is not UTF-8 text \(line 3\)/);
+      expect(read.status, JSON.stringify(read.body)).to.equal(202);
+      expect(read.body.import).to.include({ valid: 1, invalid: 0 });
+    });
+
+    it('refuses bytes that are not text in the charset the upload names', async () => {
+      const csv = Buffer.concat([
+        Buffer.from('username,domain\nann,example.com\n'),
+        Buffer.from([0x81, 0x0a]),
+      ]);
+
+      const answer = await importFile(stack, csv, '?dry_run=true', {
+        'content-type': 'text/csv; charset=shift_jis',
+      });
+
+      expect(answer.status).to.equal(400);
+      expect(answer.body.error).to.match(/^the file is not shift_jis text \(after line 1\)/);
+    });
+
     it('reads UTF-16 with its byte order mark, as Excel saves "Unicode text"', async () => {
       const text = 'username\tdomain\tfirst_name\r\nzoe\texample.com\tZoë\r\n';
       const le = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, 'utf16le')]);
@@ -842,6 +877,31 @@ describe('bulk CSV imports', function () {
       // A dry run queues nothing, and goes under no key: the real import may take its own.
       expect(dry.out).not.to.include('under the key');
       await rm(dir, { recursive: true, force: true });
+    });
+
+    it('refuses what it cannot send before sending, and never prints the token', async () => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'kitter-cli-'));
+      const file = path.join(dir, 'good.csv');
+      await writeFile(file, fixture('tab-delimited.csv'));
+      const url = stack.service.url!;
+      const token = stack.env.KITTER_API_TOKENS;
+
+      const schemeless = await run([file, '--url', url.replace('http://', ''), '--token', token]);
+      const directory = await run([dir, '--url', url, '--token', token]);
+      const missing = await run([path.join(dir, 'none.csv'), '--url', url, '--token', token]);
+      const broken = await run([file, '--url', url, '--token', 'sec-ret\nline']);
+      await rm(dir, { recursive: true, force: true });
+
+      expect(schemeless.out).to.include('is not an http:// or https:// address');
+      expect(directory.out).to.include('is not a file');
+      expect(missing.out).to.include('no such file');
+      expect(broken.out).to.include('the token holds characters a header cannot');
+      expect(broken.out).not.to.include('sec-ret');
+      for (const result of [schemeless, directory, missing, broken]) {
+        expect(result.code, result.out).to.equal(2);
+        expect(result.out).not.to.include('--key');
+      }
+      expect(stack.keycloak.users()).to.deep.equal([]);
     });
 
     it('says how to go on under the same key when the upload is cut off', async () => {

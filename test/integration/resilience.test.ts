@@ -143,9 +143,9 @@ describe('crashes, shutdowns and outages', function () {
       });
 
       expect(exit.code, worker.output()).to.equal(0);
-      // No job runs: BullMQ's close gets 1 s, its forced close 1 s more (neither returns while
-      // Redis is away), the connection's QUIT 2 s, then the process exits (about 4 s); before,
-      // the workers' step waited for the whole deadline and 5 s more.
+      // No job runs: BullMQ's close gets 1 s (it never returns while Redis is away), the
+      // connection's QUIT 2 s, then the process exits (about 3 s); before, the workers' step
+      // waited for the whole deadline and 5 s more.
       expect(tookMs, worker.output()).to.be.lessThan(10_000);
       expect(worker.output()).not.to.include('shutdown step overran');
     });

@@ -253,7 +253,7 @@ async function receive(
       path: file.filepath,
       filename: file.originalFilename ?? undefined,
       charset,
-      fingerprint: fingerprint.digest('hex'),
+      fingerprint: digest(fingerprint, charset),
       remove,
     };
   }
@@ -284,9 +284,15 @@ async function receive(
     path: file,
     filename: filename ? path.basename(filename) : undefined,
     charset,
-    fingerprint: fingerprint.digest('hex'),
+    fingerprint: digest(fingerprint, charset),
     remove,
   };
+}
+
+/** The upload's fingerprint: its bytes, and the charset they are read in, when one is named. */
+function digest(fingerprint: Hmac, charset: string | undefined): string {
+  if (charset) fingerprint.update(`\0charset=${charset.toLowerCase()}`);
+  return fingerprint.digest('hex');
 }
 
 /**
