@@ -115,7 +115,8 @@ export function userOfRow(row: RowCells, extraCells: string[]): RowResult {
   const bool = (column: Column) => {
     const text = value(column);
     if (text === undefined) return undefined;
-    const { value: parsed, error } = flag.validate(text);
+    // "sí" as macOS may write it, an i and a combining accent, is the same word.
+    const { value: parsed, error } = flag.validate(text.normalize('NFC'));
     if (error) flagProblems.push(`${column}: "${text}" is not one of ${FLAG_WORDS}`);
     return error ? undefined : (parsed as boolean);
   };

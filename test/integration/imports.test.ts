@@ -489,7 +489,7 @@ describe('bulk CSV imports', function () {
       const csv = [
         'username;domain;enabled;email_verified;temporary;password',
         'ana;example.com;VERDADERO;Falso;sí;Pass-word-1',
-        'bea;example.com;yes;0;No;Pass-word-2',
+        'bea;example.com;yes;0;S\u0069\u0301;Pass-word-2',
         'cris;example.com;maybe;1;;',
         'dani;example.com;1;1;quizá;',
       ].join('\r\n');
