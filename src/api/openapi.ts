@@ -759,8 +759,9 @@ export const operations: OperationSpec[] = [
     tag: 'imports',
     summary: 'Every rejected or failed row, ready to fix and import again',
     description:
-      'A CSV file: `row`, the columns of the imported file except the passwords, and ' +
-      '`reason`, separated as the file was (`,`, `;` or tab), with a UTF-8 byte order mark. ' +
+      'A CSV file: `row`, the columns of the imported file except the passwords (named as ' +
+      'the file named them), and `reason`, separated as the file was (`,`, `;` or tab, CRLF ' +
+      'or LF), in UTF-8 with its byte order mark. ' +
       'Drop `row` and `reason`, fix the rows (and add passwords back), and import it again.',
     params: importIdPath,
     responses: {

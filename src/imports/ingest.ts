@@ -86,8 +86,7 @@ export async function ingest(deps: IngestDeps, path: string, options: IngestOpti
               dryRun: options.dryRun,
               filename: options.filename,
               fingerprint: options.fingerprint,
-              columns: message.columns,
-              delimiter: message.delimiter,
+              layout: message.layout,
             }),
           );
           break;

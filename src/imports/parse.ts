@@ -26,6 +26,8 @@ export interface CsvRecord {
 export interface CsvFile {
   header: string[];
   delimiter: Delimiter;
+  /** Whether the header line ends in CRLF (as Windows writes it), else LF or CR. */
+  crlf: boolean;
   records: AsyncIterable<CsvRecord>;
 }
 
@@ -41,6 +43,7 @@ export async function readCsv(input: Readable, charset?: string): Promise<CsvFil
   input.on('error', (err) => text.destroy(err));
   const { head, rest } = await readHeaderBytes(text);
   const delimiter = detectDelimiter(head);
+  const crlf = /^[^\r\n]*\r\n/.test(head.toString('utf8'));
 
   const parser = parse({
     bom: true,
@@ -65,7 +68,7 @@ export async function readCsv(input: Readable, charset?: string): Promise<CsvFil
   } while (first && isBlank(first));
   if (!first) throw errors.validation('the file is empty: it needs a header line');
 
-  return { header: first, delimiter, records: records(iterator, headerRow) };
+  return { header: first, delimiter, crlf, records: records(iterator, headerRow) };
 }
 
 function isBlank(cells: string[]): boolean {

@@ -6,8 +6,8 @@ import { SecretBox } from '../jobs/secrets.js';
 import type { UserCreateData } from '../jobs/types.js';
 import { orderKeyOfUser, splitSecrets, type UserInput } from '../model/users.js';
 import { cellsOf, publicCells, readHeader, userOfRow, type RowCells } from './columns.js';
-import { readCsv, type Delimiter } from './parse.js';
-import type { ErrorRow } from './store.js';
+import { readCsv } from './parse.js';
+import type { ErrorRow, FileLayout } from './store.js';
 
 /**
  * The reading side of an import, in a thread of its own (see `ingest.ts`): it parses the file,
@@ -36,7 +36,7 @@ export interface RowJob {
 
 /** From the thread to the API's thread. */
 export type ReaderMessage =
-  | { type: 'header'; columns: string[]; delimiter: Delimiter }
+  | { type: 'header'; layout: FileLayout }
   | { type: 'domain'; name: string }
   | { type: 'rows'; jobs: RowJob[]; rejected: ErrorRow[] }
   | { type: 'done'; counts: { total: number; valid: number; invalid: number } }
@@ -99,7 +99,9 @@ class Reader {
     const file = await readCsv(createReadStream(this.input.path), this.input.charset);
     const layout = readHeader(file.header);
     const columns = layout.map(([column]) => column);
-    this.post({ type: 'header', columns, delimiter: file.delimiter });
+    const headers = layout.map(([, index]) => file.header[index].trim());
+    const { delimiter, crlf } = file;
+    this.post({ type: 'header', layout: { columns, headers, delimiter, crlf } });
 
     const width = Math.max(...layout.map(([, index]) => index)) + 1;
     const seen = new Map<string, number>();

@@ -28,6 +28,16 @@ export interface RowError {
   reason: string;
 }
 
+/** How the import's file was written: what its error report copies. */
+export interface FileLayout {
+  /** The columns, in the file's order. */
+  columns: string[];
+  /** Their names as the file wrote them (`Username`, ` EMAIL `, trimmed). */
+  headers: string[];
+  delimiter: Delimiter;
+  crlf: boolean;
+}
+
 /** A row of the error report: the row's cells as in the file (no secrets), and why. */
 export interface ErrorRow extends RowError {
   cells: RowCells;
@@ -130,13 +140,7 @@ export class ImportStore {
   /** Records a new import, once: false when one of that id exists (an upload sent again). */
   async create(
     id: string,
-    options: {
-      dryRun: boolean;
-      filename?: string;
-      fingerprint?: string;
-      columns: string[];
-      delimiter?: Delimiter;
-    },
+    options: { dryRun: boolean; filename?: string; fingerprint?: string; layout: FileLayout },
   ): Promise<boolean> {
     const fields = {
       id,
@@ -145,8 +149,10 @@ export class ImportStore {
       dry_run: options.dryRun ? '1' : '0',
       filename: options.filename ?? '',
       fingerprint: options.fingerprint ?? '',
-      columns: JSON.stringify(options.columns),
-      delimiter: options.delimiter ?? ',',
+      columns: JSON.stringify(options.layout.columns),
+      headers: JSON.stringify(options.layout.headers),
+      delimiter: options.layout.delimiter,
+      crlf: options.layout.crlf ? '1' : '0',
     };
     const created = await this.redis.eval(
       CREATE,
@@ -162,16 +168,24 @@ export class ImportStore {
   }
 
   /**
-   * The columns of the import's file, in its order, and its delimiter: the error report is
-   * written as the file was, so the spreadsheet that made it opens the report the same way (a
-   * spreadsheet set to `;` shows a comma-separated file as one column).
+   * The columns of the import's file, in its order, their names as it wrote them, its
+   * delimiter and its line ends: the error report is written as the file was, so the
+   * spreadsheet that made it opens the report the same way (a spreadsheet set to `;` shows a
+   * comma-separated file as one column).
    */
-  async layoutOf(id: string): Promise<{ columns: string[]; delimiter: Delimiter }> {
-    const [columns, delimiter] = await this.redis.hmget(this.key(id), 'columns', 'delimiter');
+  async layoutOf(id: string): Promise<FileLayout> {
+    const [columns, headers, delimiter, crlf] = await this.redis.hmget(
+      this.key(id),
+      ...['columns', 'headers', 'delimiter', 'crlf'],
+    );
+    const names = JSON.parse(columns ?? '[]') as string[];
+    // Imports from before these were kept had their report with the names lower-cased, commas
+    // and LF.
     return {
-      columns: JSON.parse(columns ?? '[]') as string[],
-      // Imports from before the delimiter was kept had their report with commas.
+      columns: names,
+      headers: headers ? (JSON.parse(headers) as string[]) : names,
       delimiter: isDelimiter(delimiter) ? delimiter : ',',
+      crlf: crlf === '1',
     };
   }
 

@@ -439,7 +439,7 @@ describe('bulk CSV imports', function () {
     ] as const) {
       it(`writes errors.csv with ${name} for a file with ${name}, and takes it back`, async () => {
         const file = [
-          ['username', 'email', 'password', 'domain'],
+          ['Username', 'EMAIL', 'password', ' Domain '],
           ['ann', 'ann@example.com', 'Secret-Pass-1', 'example.com'],
           ['bob', 'not; an email', 'Secret-Pass-2', 'example.com'],
         ];
@@ -449,20 +449,22 @@ describe('bulk CSV imports', function () {
 
         const report = (await stack.call('GET', `/imports/${first.body.import.id}/errors.csv`))
           .body as string;
-        const lines = report.replace(/^\uFEFF/, '').split('\n');
+        const lines = report.replace(/^\uFEFF/, '').split('\r\n');
         const rows = parseCsv(report, { bom: true, columns: true, delimiter }) as Array<
           Record<string, string>
         >;
         const fixed = rows.map(({ row: _row, reason: _reason, ...cells }) => ({
           ...cells,
-          email: 'bob@example.com',
+          EMAIL: 'bob@example.com',
         }));
         const again = await importFile(stack, stringifyCsv(fixed, { header: true, delimiter }));
         const view = await settled(stack, again.body.import.id);
 
-        expect(lines[0]).to.equal(['row', 'username', 'email', 'domain', 'reason'].join(delimiter));
+        // The file's own names, delimiter and line ends.
+        expect(lines[0]).to.equal(['row', 'Username', 'EMAIL', 'Domain', 'reason'].join(delimiter));
+        expect(lines).to.have.length(3);
         expect(rows).to.have.length(1);
-        expect(rows[0]).to.include({ row: '3', username: 'bob', email: 'not; an email' });
+        expect(rows[0]).to.include({ row: '3', Username: 'bob', EMAIL: 'not; an email' });
         expect(view, JSON.stringify(view)).to.include({ valid: 1, invalid: 0, succeeded: 1 });
         expect(usernames(stack)).to.deep.equal(['ann', 'bob']);
       });
@@ -702,7 +704,9 @@ describe('bulk CSV imports', function () {
       const redis = new Redis(stack.config.redisUrl);
       try {
         const store = new ImportStore(redis, stack.config.queuePrefix);
-        await store.create('race-1', { dryRun: false, columns: ['username', 'domain'] });
+        const columns = ['username', 'domain'];
+        const layout = { columns, headers: columns, delimiter: ',' as const, crlf: false };
+        await store.create('race-1', { dryRun: false, layout });
 
         expect(await store.cancel('race-1')).to.equal('cancelled');
         await store.uploaded('race-1', { total: 3, valid: 3, invalid: 0 });

@@ -121,11 +121,14 @@ export function importRoutes(deps: ApiDeps): Router<ApiState> {
     // The file's own columns, in its order, less the passwords, and its own delimiter: fixed, it
     // can be sent again.
     const layout = await deps.imports.layoutOf(found.id);
-    const columns = layout.columns.filter((column) => !SECRET_COLUMNS.has(column as Column));
+    const columns = layout.columns
+      .map((key, i) => ({ key, header: layout.headers[i] ?? key }))
+      .filter(({ key }) => !SECRET_COLUMNS.has(key as Column));
     const report = stringify({
       header: true,
-      columns: ['row', ...columns, 'reason'],
+      columns: [{ key: 'row' }, ...columns, { key: 'reason' }],
       delimiter: layout.delimiter,
+      record_delimiter: layout.crlf ? 'windows' : 'unix',
       bom: true,
     });
     (async () => {
