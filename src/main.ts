@@ -121,6 +121,13 @@ main(process.argv.slice(2)).then(
   },
   (err) => {
     console.error(`kitter: ${(err as Error).message}`);
+    const { code, port } = err as { code?: string; port?: number };
+    if (code === 'EADDRINUSE') {
+      console.error(
+        `kitter: port ${port} is taken by another program: move the API with PORT, and the ` +
+          "demo's emulators with KEYCLOAK_URL and WAC_CORE_URL (README, Modes)",
+      );
+    }
     process.exitCode = 1;
     // A service that failed as it started (its port taken, say) may hold connections open.
     exitSoon(1);

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 
 import { expect } from 'chai';
 
@@ -118,6 +119,27 @@ describe('start-up checks', function () {
         'user profile',
     ]);
     expect(keycloak!.users()).to.deep.equal([]);
+  });
+
+  it('names what to change when the port it is to listen on is taken', async () => {
+    const { env } = await configWith();
+    const squatter = net.createServer();
+    await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve));
+    const { port } = squatter.address() as net.AddressInfo;
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'api'], {
+      env: { ...process.env, ...env, HOST: '127.0.0.1', PORT: String(port) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr!.on('data', (chunk) => (stderr += chunk));
+    const [code] = await once(child, 'exit');
+    squatter.close();
+
+    expect(code, stderr).to.equal(1);
+    expect(stderr).to.include(
+      `kitter: port ${port} is taken by another program: move the API with PORT, and the ` +
+        "demo's emulators with KEYCLOAK_URL and WAC_CORE_URL",
+    );
   });
 
   it('stops a worker process with one line per problem and status 1', async () => {
