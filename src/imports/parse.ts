@@ -164,13 +164,15 @@ export function asUtf8(charset?: string): Transform {
 
   /** UTF-8 passes as it is, checked. */
   const checked = (chunk: Buffer): Buffer => {
-    const joined = pending.length > 0 ? Buffer.concat([pending, chunk]) : chunk;
     try {
       utf8.decode(chunk, { stream: true });
     } catch {
+      const joined = Buffer.concat([pending, chunk]);
       throw refuse(`line ${lines.count + linesBeforeBadUtf8(joined, lines.afterCr)}`);
     }
-    pending = Buffer.from(joined.subarray(joined.length - unfinished(joined)));
+    // A character is 4 bytes at most: a chunk that long holds its own unfinished end.
+    const end = chunk.length >= 4 ? chunk : Buffer.concat([pending, chunk]);
+    pending = Buffer.from(end.subarray(end.length - unfinished(end)));
     lines.add(chunk);
     return chunk;
   };
