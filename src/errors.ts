@@ -71,8 +71,12 @@ export const errors = {
     new ApiError(413, 'payload_too_large', `the request body is larger than ${limit}`),
   unsupportedMediaType: (expected: string) =>
     new ApiError(415, 'unsupported_media_type', `the request body must be ${expected}`),
-  queueUnavailable: () =>
-    new ApiError(503, 'queue_unavailable', 'the job queue (Redis) is not reachable; try again'),
+  /** `cause`, what Redis or BullMQ said, is logged, never answered. */
+  queueUnavailable: (cause?: unknown) =>
+    Object.assign(
+      new ApiError(503, 'queue_unavailable', 'the job queue (Redis) is not reachable; try again'),
+      cause === undefined ? {} : { cause },
+    ),
   internal: () => new ApiError(500, 'internal_error', 'internal error'),
 };
 

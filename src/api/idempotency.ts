@@ -43,8 +43,8 @@ export class IdempotencyKeys {
       const record = JSON.stringify({ jobId, fingerprint });
       if (await this.redis.set(redisKey, record, 'EX', TTL_S, 'NX')) return { jobId, fresh: true };
       stored = await this.redis.get(redisKey);
-    } catch {
-      throw errors.queueUnavailable();
+    } catch (err) {
+      throw errors.queueUnavailable(err);
     }
 
     // The key expired between the two calls: the request is new after all.

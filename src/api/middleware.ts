@@ -82,6 +82,11 @@ export function errorBoundary(): Koa.Middleware<ApiState> {
       if (failure.status >= 500 && failure.code === 'internal_error') {
         ctx.state.log.error({ err }, 'unexpected error');
       }
+      // What Redis or BullMQ said, which the answer does not: the operator's first clue.
+      if (failure.code === 'queue_unavailable') {
+        const { cause } = failure as { cause?: unknown };
+        ctx.state.log.warn({ cause: String(cause ?? 'unknown') }, 'the job queue is unavailable');
+      }
       ctx.status = failure.status;
       ctx.body = failure.toBody();
       if (failure.status === 401) ctx.set('WWW-Authenticate', 'Bearer realm="kitter"');
@@ -92,7 +97,7 @@ export function errorBoundary(): Koa.Middleware<ApiState> {
 function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
   if (err instanceof BackendError) return apiErrorOf(err);
-  if (isRedisUnreachable(err)) return errors.queueUnavailable();
+  if (isRedisUnreachable(err)) return errors.queueUnavailable(err);
 
   // Errors that Koa and its body parser raise carry an HTTP status that is safe to show.
   const status = (err as { status?: number; expose?: boolean })?.status;

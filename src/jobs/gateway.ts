@@ -180,8 +180,8 @@ export class JobGateway {
       ) as Array<Job<T & Ordered>>;
       await this.confirmReplicated();
       return added;
-    } catch {
-      throw errors.queueUnavailable();
+    } catch (err) {
+      throw errors.queueUnavailable(err);
     }
   }
 
@@ -232,8 +232,8 @@ export class JobGateway {
     try {
       const found = await Promise.all(QUEUE_NAMES.map((name) => this.queues[name].getJob(id)));
       return found.find((job): job is Job => job !== undefined && job !== null);
-    } catch {
-      throw errors.queueUnavailable();
+    } catch (err) {
+      throw errors.queueUnavailable(err);
     }
   }
 
@@ -276,8 +276,8 @@ export class JobGateway {
       state = await job.getState();
       const queue = this.queues[job.queueName as QueueName];
       fresh = state === 'completed' || state === 'failed' ? await queue.getJob(job.id!) : job;
-    } catch {
-      throw errors.queueUnavailable();
+    } catch (err) {
+      throw errors.queueUnavailable(err);
     }
     return toView(fresh ?? job, state);
   }

@@ -65,8 +65,8 @@ export async function listJobs(
     const total = segments.reduce((sum, segment) => sum + segment.count, 0);
     const page = await readPage(segments, filter.page * filter.max, filter.max);
     return { jobs: page, total };
-  } catch {
-    throw errors.queueUnavailable();
+  } catch (err) {
+    throw errors.queueUnavailable(err);
   }
 }
 
@@ -133,8 +133,8 @@ async function findJob(queues: Queues, id: string): Promise<{ job: Job; state: J
         break;
       }
     }
-  } catch {
-    throw errors.queueUnavailable();
+  } catch (err) {
+    throw errors.queueUnavailable(err);
   }
   if (!found || found.state === 'unknown') throw errors.notFound(`job ${id}`);
   return found as { job: Job; state: JobState };
@@ -164,7 +164,7 @@ export async function retryJob(queues: Queues, id: string): Promise<JobView> {
     if (/not in the failed state|Missing key/i.test(String(err))) {
       throw errors.conflict(`job ${id} is no longer failed`);
     }
-    throw errors.queueUnavailable();
+    throw errors.queueUnavailable(err);
   }
   const fresh = await queues[job.queueName as QueueName].getJob(id);
   return toView(fresh ?? job, 'waiting');
@@ -184,6 +184,6 @@ export async function removeJob(queues: Queues, id: string): Promise<void> {
     if (/locked/i.test(String(err))) {
       throw errors.conflict(`job ${id} is running; remove it once it has ended`);
     }
-    throw errors.queueUnavailable();
+    throw errors.queueUnavailable(err);
   }
 }

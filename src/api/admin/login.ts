@@ -186,8 +186,8 @@ function formBody(): Koa.Middleware<ApiState> {
 async function redisOr503<T>(step: () => Promise<T>): Promise<T> {
   try {
     return await step();
-  } catch {
-    throw errors.queueUnavailable();
+  } catch (err) {
+    throw errors.queueUnavailable(err);
   }
 }
 

@@ -45,7 +45,7 @@ function queueName(name: string): QueueName {
 async function redisOr503<T>(read: () => Promise<T>): Promise<T> {
   try {
     return await read();
-  } catch {
-    throw errors.queueUnavailable();
+  } catch (err) {
+    throw errors.queueUnavailable(err);
   }
 }
