@@ -18,7 +18,7 @@ import { SecretBox } from './jobs/secrets.js';
 import type { Logger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { settleWithin } from './limit.js';
-import { closeRedis, createRedis, replicasToConfirm } from './redis.js';
+import { closeRedis, createRedis, replicasToConfirm, type RedisClient } from './redis.js';
 import { startWorkers, type RunningWorkers } from './workers/index.js';
 
 export interface ServiceParts {
@@ -62,6 +62,7 @@ export async function startService(
     const redis = createRedis(config.redis, 'producer');
     redis.on('error', () => undefined);
     await redis.connect();
+    logConnection(redis, logger, "the API's Redis connection");
     // BullMQ opens a connection of its own from this one for each queue's event stream.
     const events = createRedis(config.redis, 'blocking');
     events.on('error', () => undefined);
@@ -167,6 +168,25 @@ export function redisTrouble(logger: Logger): (err: Error) => void {
     last = Date.now();
     logger.warn({ err: err.message }, 'Redis connection trouble');
   };
+}
+
+/**
+ * Logs when a connection to Redis is lost and when it is back, once each way (not each try to
+ * reconnect): while it is lost, the API answers 503, and the log says since when.
+ */
+function logConnection(connection: RedisClient, logger: Logger, what: string): void {
+  let lost = false;
+  // Only when ioredis tries again: a connection closed on purpose (at shutdown) is not lost.
+  connection.on('reconnecting', () => {
+    if (lost) return;
+    lost = true;
+    logger.warn({ connection: what }, 'lost the connection to Redis');
+  });
+  connection.on('ready', () => {
+    if (!lost) return;
+    lost = false;
+    logger.info({ connection: what }, 'connected to Redis again');
+  });
 }
 
 /** A step of the shutdown: what it closes, how, and how long it may take (else `STEP_MS`). */

@@ -178,8 +178,9 @@ describe('crashes, shutdowns and outages', function () {
       expect(imports.body).to.deep.equal(refused.body);
       expect(ready.status).to.equal(503);
       expect(ready.body.error).to.include('redis');
-      // The log says what Redis or BullMQ said; the answer does not.
+      // The log says what Redis or BullMQ said, and since when; the answer does not.
       expect(stack.logs.join('')).to.match(/"cause":"[^"]+","msg":"the job queue is unavailable"/);
+      expect(stack.logs.join('')).to.include('"msg":"lost the connection to Redis"');
       // "At once" means no request waits for Redis to come back; generous for a busy machine.
       expect(waited, `ms each request took: ${JSON.stringify(took)}`).to.be.lessThan(5_000);
       expect(stack.keycloak.users()).to.deep.equal([]);
@@ -188,11 +189,14 @@ describe('crashes, shutdowns and outages', function () {
       await until('the API to reach Redis again', async () => {
         return (await stack.call('GET', '/health/ready')).status === 200;
       });
+      expect(stack.logs.join('')).to.include('"msg":"connected to Redis again"');
       const logged = stack.logs.length;
       const created = await stack.call('POST', '/users', userBody('ada'));
 
       // A 503 here says why in the log (what Redis or BullMQ said): shown when it fails.
-      const why = stack.logs.slice(logged).filter((line) => line.includes('queue is unavailable'));
+      const why = stack.logs
+        .slice(logged)
+        .filter((line) => /queue is unavailable|connection to Redis|Redis again/.test(line));
       expect(created.status, `${JSON.stringify(created.body)} ${why.join('')}`).to.equal(201);
       expect(stack.wac.users()).to.have.length(1);
     });
