@@ -68,6 +68,11 @@ export async function startService(
     events.on('error', () => undefined);
 
     const queues = createQueues(redis, config.queuePrefix, config.worker, redisTrouble(logger));
+    // Each queue checks Redis's version as it opens, once: a check cut off by Redis going away
+    // (this connection gives a command one retry) would leave the queue refusing every write
+    // for good, while the API answered ready. So the API waits for its queues before it
+    // serves, and fails to start rather than serve with one broken.
+    await Promise.all(Object.values(queues).map((queue) => queue.waitUntilReady()));
     const gateway = new JobGateway(queues, {
       connection: redis,
       events,

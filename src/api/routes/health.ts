@@ -18,6 +18,8 @@ export function healthRoutes(deps: ApiDeps): Router<ApiState> {
     const checks = {
       redis: check(async () => {
         await deps.redis.ping();
+        // A queue whose opening failed refuses every write: not ready (see service.ts).
+        await Promise.all(Object.values(deps.queues).map((queue) => queue.waitUntilReady()));
       }),
       keycloak: check(() => deps.keycloak.checkToken()),
       wac_core: check(async () => {
