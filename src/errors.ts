@@ -71,6 +71,8 @@ export const errors = {
     new ApiError(413, 'payload_too_large', `the request body is larger than ${limit}`),
   unsupportedMediaType: (expected: string) =>
     new ApiError(415, 'unsupported_media_type', `the request body must be ${expected}`),
+  /** A body of the right type that kitter cannot read as sent: its coding, its charset. */
+  unreadableBody: (message: string) => new ApiError(415, 'unsupported_media_type', message),
   /** `cause`, what Redis or BullMQ said, is logged, never answered. */
   queueUnavailable: (cause?: unknown) =>
     Object.assign(

@@ -1,7 +1,7 @@
 import type { Transform } from 'node:stream';
 import zlib from 'node:zlib';
 
-import { ApiError } from '../errors.js';
+import { errors, type ApiError } from '../errors.js';
 
 /** The content codings a request body may come in: what zlib reads, and none. */
 const DECODERS: Record<string, (() => Transform) | undefined> = {
@@ -20,9 +20,7 @@ const DECODERS: Record<string, (() => Transform) | undefined> = {
 export function bodyCoding(header: string): string {
   const coding = header.trim().toLowerCase();
   if (coding === '' || coding === 'identity' || DECODERS[coding]) return coding || 'identity';
-  throw new ApiError(
-    415,
-    'unsupported_media_type',
+  throw errors.unreadableBody(
     `Content-Encoding "${header}" is not supported: send the body as is, or gzip, deflate or br`,
   );
 }
@@ -41,9 +39,5 @@ export function isDecodingError(err: unknown): boolean {
 
 /** The 400 for a body that is not what its `Content-Encoding` says. */
 export function notDecodable(coding: string): ApiError {
-  return new ApiError(
-    400,
-    'validation_failed',
-    `the request body is not ${coding} data, as its Content-Encoding says`,
-  );
+  return errors.validation(`the request body is not ${coding} data, as its Content-Encoding says`);
 }

@@ -231,9 +231,7 @@ async function receive(
   const coding = bodyCoding(ctx.get('Content-Encoding'));
   if (ctx.is('multipart/form-data')) {
     if (coding !== 'identity') {
-      throw new ApiError(
-        415,
-        'unsupported_media_type',
+      throw errors.unreadableBody(
         'a multipart upload cannot be compressed as a whole: send the file as text/csv instead',
       );
     }
@@ -306,9 +304,7 @@ function charsetOf(contentType: string): string | undefined {
   const charset = /;\s*charset="?([^";\s]+)"?/i.exec(contentType)?.[1];
   if (!charset) return undefined;
   if (!isKnownCharset(charset)) {
-    throw new ApiError(
-      415,
-      'unsupported_media_type',
+    throw errors.unreadableBody(
       `charset "${charset}" is not one kitter reads: save the file as UTF-8, or name another`,
     );
   }
