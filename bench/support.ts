@@ -8,6 +8,18 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 const RESULTS = path.join(ROOT, 'bench', 'results.json');
 
 /**
+ * How an API process is started in production (docker-compose.yml's `NODE_OPTIONS` for the
+ * `api` service): V8's young generation held to 2 MB a half instead of growing to 16, which
+ * keeps the API's memory under 150 MB through an import (BENCHMARKS.md §7). BENCH_API_NODE_ARGS
+ * replaces it, for a comparison (`BENCH_API_NODE_ARGS=` starts the API on V8's defaults).
+ */
+export const API_NODE_ARGS = ['--max-semi-space-size=2'];
+
+function apiNodeArgs(): string[] {
+  return process.env.BENCH_API_NODE_ARGS?.split(' ').filter(Boolean) ?? API_NODE_ARGS;
+}
+
+/**
  * A kitter process started from the build (`npm run build` first), as it runs in production,
  * logging warnings only. Resolves once `ready` says so (the API answers, workers registered).
  */
@@ -18,7 +30,8 @@ export async function startKitter(
 ): Promise<{ child: ChildProcess; stop(): Promise<void> }> {
   // BENCH_NODE_ARGS, e.g. `--cpu-prof --cpu-prof-dir=prof`, shows where a process spends time.
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, 'dist/main.js', mode], {
+  const modeArgs = mode === 'api' ? apiNodeArgs() : [];
+  const child = spawn(process.execPath, [...modeArgs, ...nodeArgs, 'dist/main.js', mode], {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH ?? '',
@@ -75,6 +88,8 @@ export function machine() {
     node: process.version,
     cores: os.availableParallelism(),
     date: new Date().toISOString(),
+    // How the benchmarks started the API (see API_NODE_ARGS).
+    api_node_args: apiNodeArgs().join(' '),
   };
 }
 

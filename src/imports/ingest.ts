@@ -4,7 +4,7 @@ import type { DomainLookup } from '../api/domain-lookup.js';
 import { ApiError, type ErrorCode } from '../errors.js';
 import type { JobGateway } from '../jobs/gateway.js';
 import { JOB_TYPES } from '../jobs/queues.js';
-import type { ReaderInput, ReaderMessage, ReaderReply, RowJob } from './reader.js';
+import type { ChunkJobs, ReaderInput, ReaderMessage, ReaderReply } from './reader.js';
 import type { ErrorRow, ImportStore } from './store.js';
 
 export interface IngestDeps {
@@ -56,25 +56,28 @@ export async function ingest(deps: IngestDeps, path: string, options: IngestOpti
     requestId: options.requestId,
     secretKey: deps.secretKey,
   });
-  const reply = (message: ReaderReply) => reader.worker.postMessage(message);
+  const reply = (message: ReaderReply, transfer: ArrayBuffer[] = []) =>
+    reader.worker.postMessage(message, transfer);
 
   // Writes to Redis go out while the reader goes on, a few at a time. They keep their order on
   // the one connection: each chunk's last-row mark lands before its rows.
   const writes = new InFlight(WRITES_IN_FLIGHT);
   let cancelled = false;
 
-  const write = async (jobs: RowJob[], rejected: ErrorRow[]) => {
+  const write = async (jobs: ChunkJobs | undefined, rejected: ErrorRow[]) => {
     await throughBlips(() => {
       const work: Array<Promise<unknown>> = [deps.store.rejectRows(id, rejected)];
-      if (jobs.length > 0) {
+      if (jobs) {
         const { gateway, store } = deps;
-        work.push(store.queuedUpTo(id, jobs[jobs.length - 1].data.import!.row));
-        work.push(gateway.submitBulk(JOB_TYPES.userCreate, jobs, { priority: IMPORT_PRIORITY }));
+        work.push(store.queuedUpTo(id, jobs.lastRow));
+        work.push(gateway.submitPacked(JOB_TYPES.userCreate, jobs, { priority: IMPORT_PRIORITY }));
         work.push(store.isCancelled(id).then((yes) => (cancelled ||= yes)));
       }
       return Promise.all(work);
     });
-    reply({ type: 'written' });
+    // The buffer goes back to the reader, to be filled again (see `ReaderReply`).
+    const buffer = jobs?.lines.buffer as ArrayBuffer | undefined;
+    reply({ type: 'written', buffer }, buffer ? [buffer] : []);
   };
 
   try {

@@ -2,6 +2,7 @@ import { createReadStream } from 'node:fs';
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 
 import { ApiError } from '../errors.js';
+import type { PackedJobs } from '../jobs/chunk-add.js';
 import { SecretBox } from '../jobs/secrets.js';
 import type { UserCreateData } from '../jobs/types.js';
 import { orderKeyOfUser, splitSecrets, type UserInput } from '../model/users.js';
@@ -28,25 +29,30 @@ export interface ReaderInput {
   secretKey: string;
 }
 
-export interface RowJob {
-  data: UserCreateData;
-  jobId: string;
-  orderKey: string;
+/** A chunk's valid rows as jobs, built here so that the API's thread only passes them on. */
+export interface ChunkJobs extends PackedJobs {
+  count: number;
+  /** The file's row of the last job. */
+  lastRow: number;
 }
 
 /** From the thread to the API's thread. */
 export type ReaderMessage =
   | { type: 'header'; layout: FileLayout }
   | { type: 'domain'; name: string }
-  | { type: 'rows'; jobs: RowJob[]; rejected: ErrorRow[] }
+  | { type: 'rows'; jobs?: ChunkJobs; rejected: ErrorRow[] }
   | { type: 'done'; counts: { total: number; valid: number; invalid: number } }
   | { type: 'refused'; status: number; code: string; message: string; details?: unknown };
 
 /** From the API's thread to the reader. */
 export type ReaderReply =
   | { type: 'domain'; name: string; known: boolean }
-  /** A chunk sent earlier has been written: the reader may send one more. */
-  | { type: 'written' };
+  /**
+   * A chunk sent earlier has been written: the reader may send one more. Its jobs' buffer comes
+   * back with it, for the reader to fill again: the API's thread then frees no buffer, which V8
+   * would hand back only at its next full collection (tens of megabytes over an import).
+   */
+  | { type: 'written'; buffer?: ArrayBuffer };
 
 /** Rows a message carries (and so a round trip to Redis writes), at most. */
 const CHUNK = 500;
@@ -69,6 +75,8 @@ class Reader {
   private readonly domainKnown = new Map<string, boolean>();
   private readonly asked = new Map<string, (known: boolean) => void>();
   private unwritten = 0;
+  /** Buffers of chunks written, to be filled again. */
+  private readonly spare: Uint8Array[] = [];
   private wakeWriter: (() => void) | undefined;
 
   constructor(
@@ -82,13 +90,14 @@ class Reader {
         this.asked.delete(reply.name);
       } else {
         this.unwritten--;
+        if (reply.buffer) this.spare.push(new Uint8Array(reply.buffer));
         this.wakeWriter?.();
       }
     });
   }
 
-  private post(message: ReaderMessage): void {
-    this.port.postMessage(message);
+  private post(message: ReaderMessage, transfer: ArrayBuffer[] = []): void {
+    this.port.postMessage(message, transfer);
   }
 
   async run(): Promise<void> {
@@ -106,7 +115,7 @@ class Reader {
     const width = Math.max(...layout.map(([, index]) => index)) + 1;
     const seen = new Map<string, number>();
     const counts = { total: 0, valid: 0, invalid: 0 };
-    let jobs: RowJob[] = [];
+    let jobs = new ChunkBuilder();
     let rejected: ErrorRow[] = [];
     let chars = 0;
 
@@ -122,27 +131,31 @@ class Reader {
       } else {
         counts.valid++;
         seen.set(result.user.username, record.row);
-        if (!this.input.dryRun) jobs.push(this.rowJob(result.user, record.row, cells));
+        if (!this.input.dryRun) this.addJob(jobs, result.user, record.row, cells);
       }
 
-      if (jobs.length >= CHUNK || rejected.length >= CHUNK || chars >= CHUNK_CHARS) {
+      if (jobs.count >= CHUNK || rejected.length >= CHUNK || chars >= CHUNK_CHARS) {
         await this.send(jobs, rejected);
-        jobs = [];
+        jobs = new ChunkBuilder();
         rejected = [];
         chars = 0;
       }
     }
-    if (jobs.length > 0 || rejected.length > 0) await this.send(jobs, rejected);
+    if (jobs.count > 0 || rejected.length > 0) await this.send(jobs, rejected);
     this.post({ type: 'done', counts });
   }
 
   /** Sends a chunk; waits first while the API's thread has too many still to write. */
-  private async send(jobs: RowJob[], rejected: ErrorRow[]): Promise<void> {
+  private async send(jobs: ChunkBuilder, rejected: ErrorRow[]): Promise<void> {
     while (this.unwritten >= CHUNKS_AHEAD) {
       await new Promise<void>((resolve) => (this.wakeWriter = resolve));
     }
     this.unwritten++;
-    this.post({ type: 'rows', jobs, rejected });
+    const built = jobs.built(this.spare);
+    this.post(
+      { type: 'rows', jobs: built, rejected },
+      built ? [built.lines.buffer as ArrayBuffer] : [],
+    );
   }
 
   /** A row's user, or why it is refused: the rules of `POST /users`, once per file. */
@@ -176,7 +189,7 @@ class Reader {
     return known;
   }
 
-  private rowJob(user: UserInput, row: number, cells: RowCells): RowJob {
+  private addJob(jobs: ChunkBuilder, user: UserInput, row: number, cells: RowCells): void {
     const { importId, requestId } = this.input;
     const { spec, secrets } = splitSecrets(user);
     // The cells without the passwords, not the user made from them: the worker makes it again.
@@ -188,7 +201,39 @@ class Reader {
     if (secrets.password !== undefined || secrets.sipPassword !== undefined) {
       data.secrets = this.secrets.seal(secrets);
     }
-    return { data, jobId: `imp-${importId}-r${row}`, orderKey: orderKeyOfUser(spec.username) };
+    jobs.add(`imp-${importId}-r${row}`, data, orderKeyOfUser(spec.username), row);
+  }
+}
+
+const encoder = new TextEncoder();
+
+/** A chunk of 500 rows of a dozen short cells takes about 200 KB. */
+const MIN_BUFFER_BYTES = 256 * 1024;
+
+/** A chunk's jobs as they are read. */
+class ChunkBuilder {
+  count = 0;
+  private lines = '';
+  private readonly orderKeys: string[] = [];
+  private lastRow = 0;
+
+  add(jobId: string, data: UserCreateData, orderKey: string, row: number): void {
+    this.lines += `${jobId}\n${JSON.stringify(data)}\n`;
+    this.orderKeys.push(orderKey);
+    this.lastRow = row;
+    this.count++;
+  }
+
+  /** The chunk, its lines in a buffer of `spare` large enough, or a new one. */
+  built(spare: Uint8Array[]): ChunkJobs | undefined {
+    if (this.count === 0) return undefined;
+    const { orderKeys, count, lastRow } = this;
+    const size = Buffer.byteLength(this.lines);
+    const fits = spare.findIndex((buffer) => buffer.byteLength >= size);
+    const buffer =
+      fits >= 0 ? spare.splice(fits, 1)[0] : new Uint8Array(Math.max(size, MIN_BUFFER_BYTES));
+    const { written } = encoder.encodeInto(this.lines, buffer);
+    return { lines: buffer.subarray(0, written), orderKeys, count, lastRow };
   }
 }
 

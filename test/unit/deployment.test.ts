@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { parse } from 'yaml';
 
+import { API_NODE_ARGS } from '../../bench/support.js';
 import { ConfigError, loadConfig, VARIABLES, type Mode } from '../../src/config.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -115,7 +116,7 @@ describe('the deployment files', () => {
     it('names only variables kitter reads, in every kitter container', () => {
       for (const [name, service] of kitterServices) {
         const unknown = Object.keys(service.environment ?? {}).filter(
-          (variable) => !VARIABLES.includes(variable),
+          (variable) => !VARIABLES.includes(variable) && variable !== 'NODE_OPTIONS',
         );
         expect(unknown, `unknown variables of ${name}`).to.deep.equal([]);
       }
@@ -188,6 +189,11 @@ describe('the deployment files', () => {
       expect(seconds(worker.stop_grace_period!)).to.be.greaterThan(
         config.worker.shutdownDeadlineMs / 1000,
       );
+    });
+
+    it('starts the API as the benchmarks measured it, and workers on V8’s defaults', () => {
+      expect(environmentOf(compose.services.api).NODE_OPTIONS).to.equal(API_NODE_ARGS.join(' '));
+      expect(environmentOf(compose.services.worker).NODE_OPTIONS).to.equal(undefined);
     });
 
     it('runs Redis with an append-only file and without eviction', () => {

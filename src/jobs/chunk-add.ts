@@ -1,0 +1,177 @@
+import { Job, type Queue } from 'bullmq';
+// BullMQ's own script for adding one job with a priority, the one `addBulk` runs for each job.
+import { addPrioritizedJob } from 'bullmq/dist/esm/scripts/addPrioritizedJob-9.js';
+
+import type { RedisClient } from '../redis.js';
+
+/**
+ * Jobs of one chunk, as the import's reader thread builds them: `lines` holds, for each job, its
+ * id and its data as JSON, each followed by a line feed (JSON.stringify never writes a raw line
+ * feed), in UTF-8, and `orderKeys` the order key of each job, in the same order. The lines are
+ * bytes, not a string, so that the thread hands them over without a copy, and the memory they
+ * take goes back as soon as they are written, not at V8's next full collection (a string of a
+ * chunk is a large object, and the API's heap held tens of megabytes of them).
+ */
+export interface PackedJobs {
+  lines: Uint8Array;
+  orderKeys: string[];
+}
+
+/**
+ * Adds a chunk of jobs in one script call that runs, for each job, BullMQ's own script for a
+ * prioritized job, with the arguments BullMQ builds for it: the same records, events and
+ * markers as `addBulk`, without a Job object, a JSON copy and a command a job in the API's
+ * thread. Each job first claims its order key (`SET … GET`), and waits `after` the job the key
+ * pointed at before, as `JobGateway.submitBulk` orders jobs. Jobs that exist already are not
+ * added again.
+ *
+ * Why: `addBulk` of 500 jobs allocates megabytes that live until Redis answers, and during an
+ * import the API's heap grew from 45 to 180 MB between collections (BENCHMARKS.md §7). The
+ * equivalence with `addBulk` is tested (`test/integration/chunk-add.test.ts`) against the
+ * installed BullMQ; the capture below fails loudly when BullMQ's arguments change shape.
+ */
+export class ChunkAdder {
+  private defined = false;
+
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly orderTtlS: number,
+  ) {}
+
+  async add(
+    queue: Queue,
+    name: string,
+    jobs: PackedJobs,
+    options: { priority: number; orderKeyPrefix: string },
+  ): Promise<void> {
+    const template = await templateOf(queue, name, options.priority);
+    const lines = Buffer.from(jobs.lines.buffer, jobs.lines.byteOffset, jobs.lines.byteLength);
+    const runner = this.runner();
+    const calls: Array<Promise<unknown>> = [];
+    // A script holds Redis for as long as it runs; a few dozen jobs a call keep every other
+    // client's wait as short as behind a pipeline of single adds.
+    for (let first = 0, start = 0; first < jobs.orderKeys.length; first += JOBS_PER_CALL) {
+      const last = Math.min(first + JOBS_PER_CALL, jobs.orderKeys.length);
+      const end = endOfLines(lines, start, 2 * (last - first));
+      const orderKeys = jobs.orderKeys
+        .slice(first, last)
+        .map((key) => options.orderKeyPrefix + key);
+      const keys = [...template.keys, ...orderKeys];
+      const args = [template.args, template.opts, this.orderTtlS, lines.subarray(start, end)];
+      calls.push(runner.kitterAddChunk(keys.length, ...keys, ...args));
+      start = end;
+    }
+    for (const failed of await Promise.all(calls)) {
+      if (failed !== 0) throw new Error(`BullMQ's script refused a job of the chunk (${failed})`);
+    }
+  }
+
+  private runner(): RedisClient & { kitterAddChunk(...args: unknown[]): Promise<unknown> } {
+    if (!this.defined) {
+      this.redis.defineCommand('kitterAddChunk', { lua: CHUNK_SCRIPT });
+      this.defined = true;
+    }
+    return this.redis as RedisClient & { kitterAddChunk(...args: unknown[]): Promise<unknown> };
+  }
+}
+
+/** Jobs a script call adds, at most: BullMQ's script takes 20–70 µs a job. */
+const JOBS_PER_CALL = 50;
+
+/** Where the `count`th line feed from `start` ends (the end of `lines` if there are fewer). */
+function endOfLines(lines: Buffer, start: number, count: number): number {
+  let end = start;
+  for (let i = 0; i < count; i++) {
+    const feed = lines.indexOf(0x0a, end);
+    if (feed < 0) return lines.length;
+    end = feed + 1;
+  }
+  return end;
+}
+
+/** BullMQ's keys for a prioritized job of the queue, its packed arguments and options. */
+interface Template {
+  keys: string[];
+  args: Buffer;
+  opts: Buffer;
+}
+
+/**
+ * The arguments BullMQ would send for one job of `name` with `priority` added to `queue` now,
+ * captured from BullMQ itself (each job of the chunk gets its own id, and the chunk's time): a Job
+ * made as `addBulk` makes it, handed to the queue's backend with a client that records the
+ * command instead of sending it.
+ */
+async function templateOf(queue: Queue, name: string, priority: number): Promise<Template> {
+  const jobId = 'template';
+  const opts = { ...queue.defaultJobOptions, priority, jobId };
+  const job = new Job(queue, name, {}, opts, jobId);
+  let captured: { command: string; args: unknown[] } | undefined;
+  const recorder = {
+    runCommand: (command: string, args: unknown[]) => {
+      captured = { command, args };
+      return Promise.resolve(jobId);
+    },
+  };
+  const backend = (queue as unknown as { backend: Backend }).backend;
+  await backend.addJobToTransaction(recorder, job.asJSON(), jobId);
+
+  const keyCount = addPrioritizedJob.keys;
+  const shaped =
+    captured !== undefined &&
+    captured.command.startsWith(`${addPrioritizedJob.name}:`) &&
+    captured.args.length === keyCount + 3 &&
+    Buffer.isBuffer(captured.args[keyCount]) &&
+    Buffer.isBuffer(captured.args[keyCount + 2]);
+  if (!shaped) {
+    throw new Error(`BullMQ no longer adds a prioritized job as ${addPrioritizedJob.name}`);
+  }
+  return {
+    keys: captured!.args.slice(0, keyCount) as string[],
+    args: captured!.args[keyCount] as Buffer,
+    opts: captured!.args[keyCount + 2] as Buffer,
+  };
+}
+
+interface Backend {
+  addJobToTransaction(client: unknown, job: unknown, jobId: string): Promise<unknown>;
+}
+
+/**
+ * KEYS: BullMQ's keys for a prioritized job, then one order key a job. ARGV: the template's
+ * packed arguments and options, the order keys' time to live, the jobs' lines. Answers 0, or
+ * the code of the first job BullMQ's script refused (its codes are negative).
+ */
+const CHUNK_SCRIPT = `
+local function addOne(KEYS, ARGV)
+${addPrioritizedJob.content}
+end
+
+local queueKeys = {}
+for i = 1, ${addPrioritizedJob.keys} do queueKeys[i] = KEYS[i] end
+local args = cmsgpack.unpack(ARGV[1])
+local opts = cmsgpack.unpack(ARGV[2])
+local ttl = ARGV[3]
+local lines = ARGV[4]
+
+local pos, n = 1, 0
+while pos <= #lines do
+  local idEnd = string.find(lines, '\\n', pos, true)
+  local dataEnd = string.find(lines, '\\n', idEnd + 1, true)
+  local id = string.sub(lines, pos, idEnd - 1)
+  local data = string.sub(lines, idEnd + 1, dataEnd - 1)
+  pos = dataEnd + 1
+  n = n + 1
+
+  local before = redis.call('SET', KEYS[${addPrioritizedJob.keys} + n], id, 'EX', ttl, 'GET')
+  if before and before ~= id then
+    data = string.sub(data, 1, -2) .. ',"after":' .. cjson.encode(before) .. '}'
+  end
+
+  args[2] = id
+  opts['jobId'] = id
+  local result = addOne(queueKeys, { cmsgpack.pack(args), data, cmsgpack.pack(opts) })
+  if type(result) == 'number' and result < 0 then return result end
+end
+return 0
+`;
