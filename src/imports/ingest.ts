@@ -80,6 +80,10 @@ export async function ingest(deps: IngestDeps, path: string, options: IngestOpti
     reply({ type: 'written', buffer }, buffer ? [buffer] : []);
   };
 
+  // The file's usernames are kept while it is read, and for a read cut off, to go on with it;
+  // after the end they expire on their own if Redis is away to delete them.
+  const forget = () => deps.store.forgetNames(id).catch(() => undefined);
+
   try {
     for await (const message of reader.messages()) {
       switch (message.type) {
@@ -98,12 +102,19 @@ export async function ingest(deps: IngestDeps, path: string, options: IngestOpti
           reply({ type: 'domain', name: message.name, known });
           break;
         }
+        case 'names': {
+          const { names, rows } = message;
+          const firsts = await throughBlips(() => deps.store.claimNames(id, names, rows));
+          reply({ type: 'names', firsts });
+          break;
+        }
         case 'rows':
           await writes.add(write(message.jobs, message.rejected));
           break;
         case 'done':
           await writes.drain();
           if (!cancelled) await throughBlips(() => deps.store.uploaded(id, message.counts));
+          await forget();
           return;
         case 'refused':
           throw new ApiError(
@@ -113,7 +124,7 @@ export async function ingest(deps: IngestDeps, path: string, options: IngestOpti
             message.details as ApiError['details'],
           );
       }
-      if (cancelled) return;
+      if (cancelled) return await forget();
     }
     throw new Error('the import reader stopped before the end of the file');
   } finally {

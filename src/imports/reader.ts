@@ -36,10 +36,19 @@ export interface ChunkJobs extends PackedJobs {
   lastRow: number;
 }
 
+/** A row that is valid unless its username is on an earlier row. */
+interface Candidate {
+  user: UserInput;
+  row: number;
+  cells: RowCells;
+}
+
 /** From the thread to the API's thread. */
 export type ReaderMessage =
   | { type: 'header'; layout: FileLayout }
   | { type: 'domain'; name: string }
+  /** Usernames of rows otherwise valid, and their rows: which did the file have before? */
+  | { type: 'names'; names: string[]; rows: number[] }
   | { type: 'rows'; jobs?: ChunkJobs; rejected: ErrorRow[] }
   | { type: 'done'; counts: { total: number; valid: number; invalid: number } }
   | { type: 'refused'; status: number; code: string; message: string; details?: unknown };
@@ -47,12 +56,17 @@ export type ReaderMessage =
 /** From the API's thread to the reader. */
 export type ReaderReply =
   | { type: 'domain'; name: string; known: boolean }
+  /** For each username asked, the earlier row that has it, or 0. */
+  | { type: 'names'; firsts: number[] }
   /**
    * A chunk sent earlier has been written: the reader may send one more. Its jobs' buffer comes
    * back with it, for the reader to fill again: the API's thread then frees no buffer, which V8
    * would hand back only at its next full collection (tens of megabytes over an import).
    */
   | { type: 'written'; buffer?: ArrayBuffer };
+
+/** Answers on domains the reader keeps, at most. */
+const DOMAINS_KEPT = 10_000;
 
 /** Rows a message carries (and so a round trip to Redis writes), at most. */
 const CHUNK = 500;
@@ -74,6 +88,7 @@ class Reader {
   private readonly secrets: SecretBox;
   private readonly domainKnown = new Map<string, boolean>();
   private readonly asked = new Map<string, (known: boolean) => void>();
+  private namesAnswered: ((firsts: number[]) => void) | undefined;
   private unwritten = 0;
   /** Buffers of chunks written, to be filled again. */
   private readonly spare: Uint8Array[] = [];
@@ -88,6 +103,8 @@ class Reader {
       if (reply.type === 'domain') {
         this.asked.get(reply.name)?.(reply.known);
         this.asked.delete(reply.name);
+      } else if (reply.type === 'names') {
+        this.namesAnswered?.(reply.firsts);
       } else {
         this.unwritten--;
         if (reply.buffer) this.spare.push(new Uint8Array(reply.buffer));
@@ -113,9 +130,8 @@ class Reader {
     this.post({ type: 'header', layout: { columns, headers, delimiter, crlf } });
 
     const width = Math.max(...layout.map(([, index]) => index)) + 1;
-    const seen = new Map<string, number>();
     const counts = { total: 0, valid: 0, invalid: 0 };
-    let jobs = new ChunkBuilder();
+    let candidates: Candidate[] = [];
     let rejected: ErrorRow[] = [];
     let chars = 0;
 
@@ -123,30 +139,63 @@ class Reader {
       counts.total++;
       for (const cell of record.cells) chars += cell.length;
       const cells = cellsOf(layout, record.cells);
-      const result = await this.checkRow(cells, record.cells.slice(width), seen);
+      const result = await this.checkRow(cells, record.cells.slice(width));
 
       if ('reason' in result) {
         counts.invalid++;
         rejected.push({ row: record.row, cells: publicCells(cells), reason: result.reason });
       } else {
-        counts.valid++;
-        seen.set(result.user.username, record.row);
-        if (!this.input.dryRun) this.addJob(jobs, result.user, record.row, cells);
+        candidates.push({ user: result.user, row: record.row, cells });
       }
 
-      if (jobs.count >= CHUNK || rejected.length >= CHUNK || chars >= CHUNK_CHARS) {
-        await this.send(jobs, rejected);
-        jobs = new ChunkBuilder();
+      if (candidates.length >= CHUNK || rejected.length >= CHUNK || chars >= CHUNK_CHARS) {
+        await this.send(await this.chunkOf(candidates, rejected, counts));
+        candidates = [];
         rejected = [];
         chars = 0;
       }
     }
-    if (jobs.count > 0 || rejected.length > 0) await this.send(jobs, rejected);
+    if (candidates.length > 0 || rejected.length > 0) {
+      await this.send(await this.chunkOf(candidates, rejected, counts));
+    }
     this.post({ type: 'done', counts });
   }
 
+  /**
+   * The chunk's jobs and refused rows, once the usernames of the rows otherwise valid are
+   * checked against the file's earlier rows (in Redis, see `ImportStore.claimNames`).
+   */
+  private async chunkOf(
+    candidates: Candidate[],
+    rejected: ErrorRow[],
+    counts: { valid: number; invalid: number },
+  ): Promise<{ jobs: ChunkBuilder; rejected: ErrorRow[] }> {
+    const jobs = new ChunkBuilder();
+    const firsts = candidates.length > 0 ? await this.earlierRows(candidates) : [];
+    candidates.forEach(({ user, row, cells }, i) => {
+      if (firsts[i]) {
+        counts.invalid++;
+        const reason = `username "${user.username}" is on row ${firsts[i]} already`;
+        rejected.push({ row, cells: publicCells(cells), reason });
+      } else {
+        counts.valid++;
+        if (!this.input.dryRun) this.addJob(jobs, user, row, cells);
+      }
+    });
+    return { jobs, rejected };
+  }
+
+  /** Asked of the API's thread, which holds the Redis connection. */
+  private earlierRows(candidates: Candidate[]): Promise<number[]> {
+    return new Promise<number[]>((resolve) => {
+      this.namesAnswered = resolve;
+      const names = candidates.map((candidate) => candidate.user.username);
+      this.post({ type: 'names', names, rows: candidates.map((candidate) => candidate.row) });
+    });
+  }
+
   /** Sends a chunk; waits first while the API's thread has too many still to write. */
-  private async send(jobs: ChunkBuilder, rejected: ErrorRow[]): Promise<void> {
+  private async send({ jobs, rejected }: { jobs: ChunkBuilder; rejected: ErrorRow[] }) {
     while (this.unwritten >= CHUNKS_AHEAD) {
       await new Promise<void>((resolve) => (this.wakeWriter = resolve));
     }
@@ -162,15 +211,11 @@ class Reader {
   private async checkRow(
     cells: RowCells,
     extra: string[],
-    seen: Map<string, number>,
   ): Promise<{ user: UserInput } | { reason: string }> {
     const result = userOfRow(cells, extra);
     if ('reason' in result) return result;
 
-    const { username, attributes } = result.user;
-    const first = seen.get(username);
-    if (first !== undefined) return { reason: `username "${username}" is on row ${first} already` };
-
+    const { attributes } = result.user;
     const known = await this.domainExists(attributes.domain);
     if (!known) return { reason: `domain "${attributes.domain}" does not exist` };
     return result;
@@ -184,6 +229,9 @@ class Reader {
         this.asked.set(name, resolve);
         this.post({ type: 'domain', name });
       });
+      // A file of a million domains would outgrow the thread's heap: the answers are kept for
+      // the domains of a customer, not for every name a file can hold.
+      if (this.domainKnown.size >= DOMAINS_KEPT) this.domainKnown.clear();
       this.domainKnown.set(name, known);
     }
     return known;

@@ -123,6 +123,28 @@ if tonumber(ARGV[1]) > last then redis.call('HSET', KEYS[1], 'last_row', ARGV[1]
 `;
 
 /**
+ * Registers each username at its row, unless the file has it on an earlier row: answers, for
+ * each, that earlier row, or 0. A row read again (an upload sent again under its key after a
+ * crash) finds itself, and is not its own duplicate.
+ */
+const CLAIM_NAMES = `
+local key = KEYS[1]
+local firsts = {}
+for i = 2, #ARGV, 2 do
+  local name, row = ARGV[i], ARGV[i + 1]
+  local first = redis.call('HGET', key, name)
+  if first and first ~= row then
+    firsts[#firsts + 1] = tonumber(first)
+  else
+    if not first then redis.call('HSET', key, name, row) end
+    firsts[#firsts + 1] = 0
+  end
+end
+redis.call('EXPIRE', key, ARGV[1])
+return firsts
+`;
+
+/**
  * Imports in Redis: a hash of counts and state per import, the set of rows that ended, and
  * the rejected and failed rows (without secrets) for the error report. The file itself is not
  * kept: each valid row lives in its own job until it ends.
@@ -213,6 +235,28 @@ export class ImportStore {
   /** The import's keys: its hash, its ended rows, its error rows and their order. */
   private parts(id: string): string[] {
     return ['', ':ended', ':errors', ':error-rows'].map((part) => this.key(id, part));
+  }
+
+  /**
+   * For each username of a file, in the file's order, the earlier row that has it, or 0: a
+   * username repeated in a file is an error on its later rows. The usernames are kept in Redis
+   * while the file is read, not in the API's memory, which would grow with the file (a million
+   * rows took 60 MB, more than the reader thread may hold).
+   */
+  async claimNames(id: string, names: string[], rows: number[]): Promise<number[]> {
+    const args = names.flatMap((name, i) => [name, String(rows[i])]);
+    return (await this.redis.eval(
+      CLAIM_NAMES,
+      1,
+      this.key(id, ':names'),
+      String(KEEP_S),
+      ...args,
+    )) as number[];
+  }
+
+  /** The file has been read to its end: its usernames are no longer needed. */
+  async forgetNames(id: string): Promise<void> {
+    await this.redis.del(this.key(id, ':names'));
   }
 
   async rejectRow(id: string, error: ErrorRow): Promise<void> {

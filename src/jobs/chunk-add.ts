@@ -18,7 +18,7 @@ export interface PackedJobs {
 }
 
 /**
- * Adds a chunk of jobs in one script call that runs, for each job, BullMQ's own script for a
+ * Adds a chunk of jobs with a script that runs, for each job, BullMQ's own script for a
  * prioritized job, with the arguments BullMQ builds for it: the same records, events and
  * markers as `addBulk`, without a Job object, a JSON copy and a command a job in the API's
  * thread. Each job first claims its order key (`SET … GET`), and waits `after` the job the key
@@ -28,7 +28,8 @@ export interface PackedJobs {
  * Why: `addBulk` of 500 jobs allocates megabytes that live until Redis answers, and during an
  * import the API's heap grew from 45 to 180 MB between collections (BENCHMARKS.md §7). The
  * equivalence with `addBulk` is tested (`test/integration/chunk-add.test.ts`) against the
- * installed BullMQ; the capture below fails loudly when BullMQ's arguments change shape.
+ * installed BullMQ; the capture below fails with `ChunkAddFault` when BullMQ's arguments change
+ * shape.
  */
 export class ChunkAdder {
   private defined = false;
@@ -44,6 +45,8 @@ export class ChunkAdder {
     jobs: PackedJobs,
     options: { priority: number; orderKeyPrefix: string },
   ): Promise<void> {
+    // Without one, BullMQ adds a job with another script than the one this wraps.
+    if (!(options.priority >= 1)) throw new ChunkAddFault('a chunk needs a priority of 1 or more');
     const template = await templateOf(queue, name, options.priority);
     const lines = Buffer.from(jobs.lines.buffer, jobs.lines.byteOffset, jobs.lines.byteLength);
     const runner = this.runner();
@@ -89,6 +92,12 @@ function endOfLines(lines: Buffer, start: number, count: number): number {
   return end;
 }
 
+/**
+ * A fault of this code, not Redis being away (so not answered 503): it no longer matches the
+ * installed BullMQ (see the test named above), or it was asked for a chunk without a priority.
+ */
+export class ChunkAddFault extends Error {}
+
 /** BullMQ's keys for a prioritized job of the queue, its packed arguments and options. */
 interface Template {
   keys: string[];
@@ -124,7 +133,7 @@ async function templateOf(queue: Queue, name: string, priority: number): Promise
     Buffer.isBuffer(captured.args[keyCount]) &&
     Buffer.isBuffer(captured.args[keyCount + 2]);
   if (!shaped) {
-    throw new Error(`BullMQ no longer adds a prioritized job as ${addPrioritizedJob.name}`);
+    throw new ChunkAddFault(`BullMQ no longer adds a prioritized job as ${addPrioritizedJob.name}`);
   }
   return {
     keys: captured!.args.slice(0, keyCount) as string[],

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { QueueEvents, type Job, type JobState } from 'bullmq';
 import { errors } from '../errors.js';
 import type { RedisClient } from '../redis.js';
-import { ChunkAdder, type PackedJobs } from './chunk-add.js';
+import { ChunkAddFault, ChunkAdder, type PackedJobs } from './chunk-add.js';
 import { decodeFailure, type JobError } from './outcome.js';
 import { QUEUE_NAMES, QUEUE_OF, type JobType, type QueueName, type Queues } from './queues.js';
 
@@ -191,7 +191,8 @@ export class JobGateway {
   /**
    * Adds a chunk of jobs of one type built elsewhere (an import's reader thread), with the
    * effect of `submitBulk` with a priority: each job after the last one of its order key, none
-   * added twice. One round trip, and nothing a job in this thread (see `ChunkAdder`).
+   * added twice. A few script calls, pipelined, and nothing made a job in this thread (see
+   * `ChunkAdder`).
    */
   async submitPacked(type: JobType, jobs: PackedJobs, options: { priority: number }) {
     const queue = this.queues[QUEUE_OF[type]];
@@ -203,6 +204,7 @@ export class JobGateway {
       });
       await this.confirmReplicated();
     } catch (err) {
+      if (err instanceof ChunkAddFault) throw err;
       throw errors.queueUnavailable(err);
     }
   }

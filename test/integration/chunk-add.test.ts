@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
 
+import { ChunkAddFault } from '../../src/jobs/chunk-add.js';
 import { JobGateway } from '../../src/jobs/gateway.js';
 import { JOB_TYPES, createQueues } from '../../src/jobs/queues.js';
 import { testRedisUrl } from '../support/redis.js';
@@ -13,7 +14,7 @@ import { testRedisUrl } from '../support/redis.js';
  * the same jobs: the records, the priority order, the events, the order keys. Compared key by key
  * on the installed BullMQ, so an upgrade that changes how BullMQ adds a job fails here.
  */
-describe('a chunk of jobs added in one script call', function () {
+describe('a chunk of jobs added by script calls that run BullMQ’s add', function () {
   this.timeout(20_000);
   const PRIORITY = 10;
   let url: string;
@@ -164,6 +165,19 @@ describe('a chunk of jobs added in one script call', function () {
     expect(bo!.data).to.deep.equal({ ...rows[1].data, after: 'earlier' });
     expect(bo!.opts).to.include({ priority: PRIORITY, attempts: 3, jobId: 'imp-x-r3' });
     expect((await queues.provisioning.getJob('imp-x-r2'))!.data).to.deep.equal(rows[0].data);
+  });
+
+  it('does not take a fault of its own for Redis being away (no 503)', async () => {
+    const { gateway } = await stack();
+
+    const failure = await gateway
+      .submitPacked(JOB_TYPES.userCreate, packed(rows), { priority: 0 })
+      .then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+    expect(failure).to.be.instanceOf(ChunkAddFault);
+    expect(failure).not.to.have.property('status');
   });
 
   it('answers 503 when Redis cannot take the chunk', async () => {

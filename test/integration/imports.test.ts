@@ -386,6 +386,44 @@ describe('bulk CSV imports', function () {
       expect(stack.wac.sipMappings()[0].credential.password).to.equal('Sip-Secret-1');
     });
 
+    it('finds a username a file repeats chunks later, and drops the file’s usernames after', async () => {
+      const lines = ['username,domain'];
+      for (let i = 0; i < 1200; i++) lines.push(`far${i},example.com`);
+      lines.push('FAR0,example.com', 'far1199,example.com');
+
+      const answer = await importFile(stack, `${lines.join('\n')}\n`, '?dry_run=true');
+
+      expect(answer.status, JSON.stringify(answer.body)).to.equal(202);
+      expect(answer.body.import).to.include({ total: 1202, valid: 1200, invalid: 2 });
+      expect(answer.body.import.first_errors).to.deep.equal([
+        { row: 1202, reason: 'username "far0" is on row 2 already' },
+        { row: 1203, reason: 'username "far1199" is on row 1201 already' },
+      ]);
+      const redis = new Redis(stack.config.redisUrl);
+      try {
+        const kept = await redis.keys(`${stack.config.queuePrefix}:import:*:names`);
+        expect(kept).to.deep.equal([]);
+      } finally {
+        redis.disconnect();
+      }
+    });
+
+    it('takes rows read again (an upload sent again after a crash) for themselves', async () => {
+      const redis = new Redis(stack.config.redisUrl);
+      try {
+        const store = new ImportStore(redis, stack.config.queuePrefix);
+        const names = ['ana', 'bo', 'ana'];
+
+        expect(await store.claimNames('again-1', names, [2, 3, 4])).to.deep.equal([0, 0, 2]);
+        expect(await store.claimNames('again-1', names, [2, 3, 4])).to.deep.equal([0, 0, 2]);
+        expect(await store.claimNames('again-1', ['bo'], [9])).to.deep.equal([3]);
+        await store.forgetNames('again-1');
+        expect(await store.claimNames('again-1', ['bo'], [9])).to.deep.equal([0]);
+      } finally {
+        redis.disconnect();
+      }
+    });
+
     it('writes rejected and failed rows to errors.csv, without passwords', async () => {
       stack.wac.faults.set({ error_rate: 1, error_status: 400, paths: '^POST /sapi/users' });
       const answer = await importFile(stack, fixture('mixed-valid-invalid.csv'));
