@@ -1,7 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 
 import type { DomainLookup } from '../api/domain-lookup.js';
 import { ApiError, type ErrorCode } from '../errors.js';
+import { ChunkAddFault } from '../jobs/chunk-add.js';
 import type { JobGateway } from '../jobs/gateway.js';
 import { JOB_TYPES } from '../jobs/queues.js';
 import type { ChunkJobs, ReaderInput, ReaderMessage, ReaderReply } from './reader.js';
@@ -80,9 +82,9 @@ export async function ingest(deps: IngestDeps, path: string, options: IngestOpti
     reply({ type: 'written', buffer }, buffer ? [buffer] : []);
   };
 
-  // The file's usernames are kept while it is read, and for a read cut off, to go on with it;
-  // after the end they expire on their own if Redis is away to delete them.
-  const forget = () => deps.store.forgetNames(id).catch(() => undefined);
+  // This read's usernames (see `ImportStore.claimNames`), deleted when it ends, however it
+  // ends; they expire on their own when Redis is away then.
+  const read = randomUUID();
 
   try {
     for await (const message of reader.messages()) {
@@ -103,8 +105,8 @@ export async function ingest(deps: IngestDeps, path: string, options: IngestOpti
           break;
         }
         case 'names': {
-          const { names, rows } = message;
-          const firsts = await throughBlips(() => deps.store.claimNames(id, names, rows));
+          const { names } = message;
+          const firsts = await throughBlips(() => deps.store.claimNames(id, read, names));
           reply({ type: 'names', firsts });
           break;
         }
@@ -114,7 +116,6 @@ export async function ingest(deps: IngestDeps, path: string, options: IngestOpti
         case 'done':
           await writes.drain();
           if (!cancelled) await throughBlips(() => deps.store.uploaded(id, message.counts));
-          await forget();
           return;
         case 'refused':
           throw new ApiError(
@@ -124,13 +125,14 @@ export async function ingest(deps: IngestDeps, path: string, options: IngestOpti
             message.details as ApiError['details'],
           );
       }
-      if (cancelled) return await forget();
+      if (cancelled) return;
     }
     throw new Error('the import reader stopped before the end of the file');
   } finally {
     // Every write under way has ended, one way or the other, before the request is answered.
     await writes.settle();
     await reader.worker.terminate();
+    await deps.store.forgetNames(id, read).catch(() => undefined);
   }
 }
 
@@ -146,7 +148,9 @@ async function throughBlips<T>(write: () => Promise<T>): Promise<T> {
   for (const waitMs of BLIP_WAITS_MS) {
     try {
       return await write();
-    } catch {
+    } catch (err) {
+      // A fault of the code, not of Redis: trying again would only put off the answer.
+      if (err instanceof ChunkAddFault) throw err;
       await new Promise((resolve) => setTimeout(resolve, waitMs));
     }
   }

@@ -36,9 +36,10 @@ export interface ChunkJobs extends PackedJobs {
   lastRow: number;
 }
 
-/** A row that is valid unless its username is on an earlier row. */
+/** A row that is valid unless its username is on an earlier row or its domain unknown. */
 interface Candidate {
   user: UserInput;
+  domainKnown: boolean;
   row: number;
   cells: RowCells;
 }
@@ -47,8 +48,11 @@ interface Candidate {
 export type ReaderMessage =
   | { type: 'header'; layout: FileLayout }
   | { type: 'domain'; name: string }
-  /** Usernames of rows otherwise valid, and their rows: which did the file have before? */
-  | { type: 'names'; names: string[]; rows: number[] }
+  /**
+   * Usernames and their rows: which did the file have before? Rows refused for another reason
+   * (`register` false) are not earlier rows for those after them.
+   */
+  | { type: 'names'; names: Array<{ name: string; row: number; register: boolean }> }
   | { type: 'rows'; jobs?: ChunkJobs; rejected: ErrorRow[] }
   | { type: 'done'; counts: { total: number; valid: number; invalid: number } }
   | { type: 'refused'; status: number; code: string; message: string; details?: unknown };
@@ -145,7 +149,7 @@ class Reader {
         counts.invalid++;
         rejected.push({ row: record.row, cells: publicCells(cells), reason: result.reason });
       } else {
-        candidates.push({ user: result.user, row: record.row, cells });
+        candidates.push({ ...result, row: record.row, cells });
       }
 
       if (candidates.length >= CHUNK || rejected.length >= CHUNK || chars >= CHUNK_CHARS) {
@@ -162,8 +166,9 @@ class Reader {
   }
 
   /**
-   * The chunk's jobs and refused rows, once the usernames of the rows otherwise valid are
-   * checked against the file's earlier rows (in Redis, see `ImportStore.claimNames`).
+   * The chunk's jobs and refused rows, once the usernames are checked against the file's
+   * earlier rows (in Redis, see `ImportStore.claimNames`). A username repeated is the reason
+   * given before an unknown domain; only a row otherwise valid counts as an earlier row.
    */
   private async chunkOf(
     candidates: Candidate[],
@@ -172,10 +177,14 @@ class Reader {
   ): Promise<{ jobs: ChunkBuilder; rejected: ErrorRow[] }> {
     const jobs = new ChunkBuilder();
     const firsts = candidates.length > 0 ? await this.earlierRows(candidates) : [];
-    candidates.forEach(({ user, row, cells }, i) => {
-      if (firsts[i]) {
+    candidates.forEach(({ user, domainKnown, row, cells }, i) => {
+      const reason = firsts[i]
+        ? `username "${user.username}" is on row ${firsts[i]} already`
+        : !domainKnown
+          ? `domain "${user.attributes.domain}" does not exist`
+          : undefined;
+      if (reason) {
         counts.invalid++;
-        const reason = `username "${user.username}" is on row ${firsts[i]} already`;
         rejected.push({ row, cells: publicCells(cells), reason });
       } else {
         counts.valid++;
@@ -189,8 +198,12 @@ class Reader {
   private earlierRows(candidates: Candidate[]): Promise<number[]> {
     return new Promise<number[]>((resolve) => {
       this.namesAnswered = resolve;
-      const names = candidates.map((candidate) => candidate.user.username);
-      this.post({ type: 'names', names, rows: candidates.map((candidate) => candidate.row) });
+      const names = candidates.map(({ user, row, domainKnown }) => ({
+        name: user.username,
+        row,
+        register: domainKnown,
+      }));
+      this.post({ type: 'names', names });
     });
   }
 
@@ -207,18 +220,20 @@ class Reader {
     );
   }
 
-  /** A row's user, or why it is refused: the rules of `POST /users`, once per file. */
+  /**
+   * A row's user and whether its domain exists, or why it is refused: the rules of
+   * `POST /users`, once per file.
+   */
   private async checkRow(
     cells: RowCells,
     extra: string[],
-  ): Promise<{ user: UserInput } | { reason: string }> {
+  ): Promise<{ user: UserInput; domainKnown: boolean } | { reason: string }> {
     const result = userOfRow(cells, extra);
     if ('reason' in result) return result;
-
-    const { attributes } = result.user;
-    const known = await this.domainExists(attributes.domain);
-    if (!known) return { reason: `domain "${attributes.domain}" does not exist` };
-    return result;
+    return {
+      user: result.user,
+      domainKnown: await this.domainExists(result.user.attributes.domain),
+    };
   }
 
   /** Asked of the API's thread (which holds the wac-core client) once per domain and file. */

@@ -123,26 +123,33 @@ if tonumber(ARGV[1]) > last then redis.call('HSET', KEYS[1], 'last_row', ARGV[1]
 `;
 
 /**
- * Registers each username at its row, unless the file has it on an earlier row: answers, for
- * each, that earlier row, or 0. A row read again (an upload sent again under its key after a
- * crash) finds itself, and is not its own duplicate.
+ * For each username, the earlier row of the file that has it, or 0; a username is registered at
+ * its row when ARGV says so (a row refused for another reason is checked, not registered). A
+ * row sent again (a round trip tried again after a blip) finds itself, and is not its own
+ * duplicate; a later row is never the "earlier" one.
  */
 const CLAIM_NAMES = `
 local key = KEYS[1]
 local firsts = {}
-for i = 2, #ARGV, 2 do
-  local name, row = ARGV[i], ARGV[i + 1]
-  local first = redis.call('HGET', key, name)
-  if first and first ~= row then
-    firsts[#firsts + 1] = tonumber(first)
+for i = 2, #ARGV, 3 do
+  local name, row, register = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2] == '1'
+  local first = tonumber(redis.call('HGET', key, name) or false)
+  if first and first < row then
+    firsts[#firsts + 1] = first
   else
-    if not first then redis.call('HSET', key, name, row) end
+    if register and not first then redis.call('HSET', key, name, row) end
     firsts[#firsts + 1] = 0
   end
 end
 redis.call('EXPIRE', key, ARGV[1])
 return firsts
 `;
+
+/**
+ * How long a read's usernames outlive its last chunk, when the read could not delete them (the
+ * API stopped, Redis away): far longer than any chunk takes, far shorter than an import is kept.
+ */
+const NAMES_KEEP_S = 3600;
 
 /**
  * Imports in Redis: a hash of counts and state per import, the set of rows that ended, and
@@ -239,24 +246,35 @@ export class ImportStore {
 
   /**
    * For each username of a file, in the file's order, the earlier row that has it, or 0: a
-   * username repeated in a file is an error on its later rows. The usernames are kept in Redis
-   * while the file is read, not in the API's memory, which would grow with the file (a million
-   * rows took 60 MB, more than the reader thread may hold).
+   * username repeated in a file is an error on its later rows. `register` says which rows count
+   * as earlier rows for the rows after them (those otherwise valid). Each read of a file has its
+   * own set (`read`): two reads of one import at once (a client that sent it again while the
+   * first request was still reading it) each check the whole file. Kept in Redis while the file
+   * is read, not in the API's memory, which would grow with the file (a million rows took 60 MB,
+   * more than the reader thread may hold, and ended the API).
    */
-  async claimNames(id: string, names: string[], rows: number[]): Promise<number[]> {
-    const args = names.flatMap((name, i) => [name, String(rows[i])]);
+  async claimNames(
+    id: string,
+    read: string,
+    names: Array<{ name: string; row: number; register: boolean }>,
+  ): Promise<number[]> {
+    const args = names.flatMap(({ name, row, register }) => [name, row, register ? '1' : '0']);
     return (await this.redis.eval(
       CLAIM_NAMES,
       1,
-      this.key(id, ':names'),
-      String(KEEP_S),
+      this.namesKey(id, read),
+      String(NAMES_KEEP_S),
       ...args,
     )) as number[];
   }
 
-  /** The file has been read to its end: its usernames are no longer needed. */
-  async forgetNames(id: string): Promise<void> {
-    await this.redis.del(this.key(id, ':names'));
+  /** The read has ended: its usernames are no longer needed. */
+  async forgetNames(id: string, read: string): Promise<void> {
+    await this.redis.del(this.namesKey(id, read));
+  }
+
+  private namesKey(id: string, read: string): string {
+    return this.key(id, `:names:${read}`);
   }
 
   async rejectRow(id: string, error: ErrorRow): Promise<void> {
