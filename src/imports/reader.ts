@@ -31,7 +31,6 @@ export interface ReaderInput {
 
 /** A chunk's valid rows as jobs, built here so that the API's thread only passes them on. */
 export interface ChunkJobs extends PackedJobs {
-  count: number;
   /** The file's row of the last job. */
   lastRow: number;
 }
@@ -275,28 +274,30 @@ const MIN_BUFFER_BYTES = 256 * 1024;
 
 /** A chunk's jobs as they are read. */
 class ChunkBuilder {
-  count = 0;
   private lines = '';
   private readonly orderKeys: string[] = [];
   private lastRow = 0;
+
+  get count(): number {
+    return this.orderKeys.length;
+  }
 
   add(jobId: string, data: UserCreateData, orderKey: string, row: number): void {
     this.lines += `${jobId}\n${JSON.stringify(data)}\n`;
     this.orderKeys.push(orderKey);
     this.lastRow = row;
-    this.count++;
   }
 
   /** The chunk, its lines in a buffer of `spare` large enough, or a new one. */
   built(spare: Uint8Array[]): ChunkJobs | undefined {
     if (this.count === 0) return undefined;
-    const { orderKeys, count, lastRow } = this;
+    const { orderKeys, lastRow } = this;
     const size = Buffer.byteLength(this.lines);
     const fits = spare.findIndex((buffer) => buffer.byteLength >= size);
     const buffer =
       fits >= 0 ? spare.splice(fits, 1)[0] : new Uint8Array(Math.max(size, MIN_BUFFER_BYTES));
     const { written } = encoder.encodeInto(this.lines, buffer);
-    return { lines: buffer.subarray(0, written), orderKeys, count, lastRow };
+    return { lines: buffer.subarray(0, written), orderKeys, lastRow };
   }
 }
 
