@@ -26,6 +26,9 @@ export const IMPORT_PRIORITY = 10;
 /**
  * The reader's memory, whatever the file's size: it holds a few chunks of rows at a time, and
  * a heap it may not outgrow keeps V8 from letting it swell with garbage between collections.
+ * The cap is no safety net: a thread that reaches it with one large allocation (a Map growing)
+ * aborts the whole process rather than ending alone (nodejs/node#47224; a million usernames
+ * kept here did so), so the reader keeps nothing that grows with the file.
  */
 const READER_LIMITS = { maxOldGenerationSizeMb: 48, maxYoungGenerationSizeMb: 8 };
 
