@@ -25,15 +25,15 @@ Uploads a CSV file of users to a running kitter (POST /imports) and prints the s
   --dry-run      check every row, queue nothing
   --wait         follow the import to its end, with a progress bar
 Rows refused or failed are written to FILE.errors.csv. Exit status: 0 all rows fine, 1 some
-row refused or failed, 2 the import could not be made.`;
+row refused, failed or cancelled (not created), 2 the import could not be made.`;
 
 const POLL_MS = 500;
 
 /**
  * `kitter import FILE`: uploads a CSV file to a running kitter, follows the import with a
  * progress bar (with `--wait`), prints the summary, and writes `FILE.errors.csv` when rows were
- * refused or failed. Exit status: 0 when every row is fine, 1 when any row was refused or
- * failed, 2 when the import could not be made at all.
+ * refused or failed. Exit status: 0 when every row is fine, 1 when any row was refused, failed
+ * or cancelled, 2 when the import could not be made at all.
  */
 export async function runImport(argv: string[], env = process.env): Promise<number> {
   let args;
@@ -187,7 +187,15 @@ async function upload(file: string, url: string, token: string, options: UploadO
     await pipeline(Readable.fromWeb(report.body as never), createWriteStream(target));
     console.log(`the refused and failed rows, with reasons: ${target}`);
   }
-  return view.invalid + view.failed > 0 ? 1 : 0;
+  if (view.cancelled > 0) {
+    console.log(`${view.cancelled} rows were cancelled before they ran: those users were not made`);
+  }
+  return exitStatusOf(view);
+}
+
+/** 1 when a row of the file did not become a user (refused, failed or cancelled), else 0. */
+export function exitStatusOf(view: Pick<ImportView, 'invalid' | 'failed' | 'cancelled'>) {
+  return view.invalid + view.failed + view.cancelled > 0 ? 1 : 0;
 }
 
 /** Polls the import until no row is pending, drawing a progress bar on a terminal. */
