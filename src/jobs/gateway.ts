@@ -156,8 +156,7 @@ export class JobGateway {
     const ids = items.map((item) => item.jobId ?? randomUUID());
     const ordered: Array<T & Ordered> = items.map((item) => ({ ...item.data }));
 
-    try {
-      await this.checkReplicas();
+    return this.accepted(async () => {
       const keyed = items.flatMap((item, i) =>
         item.orderKey ? [[item.orderKey, i] as const] : [],
       );
@@ -176,16 +175,12 @@ export class JobGateway {
       }));
       // A single job goes as one command: building a MULTI costs more than the request itself
       // (ioredis copies all of BullMQ's scripts into every pipeline it makes).
-      const added = (
+      return (
         jobs.length === 1
           ? [await queue.add(type, jobs[0].data, jobs[0].opts)]
           : await queue.addBulk(jobs)
       ) as Array<Job<T & Ordered>>;
-      await this.confirmReplicated();
-      return added;
-    } catch (err) {
-      throw errors.queueUnavailable(err);
-    }
+    });
   }
 
   /**
@@ -196,31 +191,44 @@ export class JobGateway {
    */
   async submitPacked(type: JobType, jobs: PackedJobs, options: { priority: number }) {
     const queue = this.queues[QUEUE_OF[type]];
+    const orderKeyPrefix = this.orderKeyOf('');
+    await this.accepted(() =>
+      this.chunks.add(queue, type, jobs, { priority: options.priority, orderKeyPrefix }),
+    );
+  }
+
+  /**
+   * A write of new jobs, accepted only once the replicas it needs hold it; any failure of
+   * Redis or BullMQ is a 503 (a fault of kitter's own chunk code is not: see `ChunkAddFault`).
+   */
+  private async accepted<T>(write: () => Promise<T>): Promise<T> {
     try {
       await this.checkReplicas();
-      await this.chunks.add(queue, type, jobs, {
-        priority: options.priority,
-        orderKeyPrefix: `${this.prefix}:order:`,
-      });
+      const written = await write();
       await this.confirmReplicated();
+      return written;
     } catch (err) {
       if (err instanceof ChunkAddFault) throw err;
       throw errors.queueUnavailable(err);
     }
   }
 
+  /** Where the last job of an order key (a user, a domain) is remembered. */
+  private orderKeyOf(key: string): string {
+    return `${this.prefix}:order:${key}`;
+  }
+
   /** Points each order key at its new job; answers the job each pointed at before, if any. */
   private async claimOrderKeys(claims: Array<[string, string]>): Promise<unknown[]> {
-    const keyOf = (key: string) => `${this.prefix}:order:${key}`;
     if (claims.length === 1) {
       const [key, id] = claims[0];
-      return [await this.redis.set(keyOf(key), id, 'EX', ORDER_TTL_S, 'GET')];
+      return [await this.redis.set(this.orderKeyOf(key), id, 'EX', ORDER_TTL_S, 'GET')];
     }
 
     // One script call for a whole chunk: 500 SETs in a pipeline cost the API more than the
     // script (a command object each). The keys share the prefix, and in a Redis Cluster its hash
     // tag, so they are in one slot.
-    const keys = claims.map(([key]) => keyOf(key));
+    const keys = claims.map(([key]) => this.orderKeyOf(key));
     const args = [...claims.map(([, id]) => id), ORDER_TTL_S];
     return (await this.redis.eval(CLAIM_ORDER_KEYS, keys.length, ...keys, ...args)) as unknown[];
   }
