@@ -62,6 +62,9 @@ export function requestLog(
   };
 }
 
+/** What a 503 answer suggests waiting before the next try. */
+export const RETRY_AFTER_S = 1;
+
 /**
  * The one error boundary: anything thrown becomes `{"error", "code", "details"?}`. Errors of
  * the catalogue keep their status and sentence; anything else is a plain 500, logged with its
@@ -90,6 +93,8 @@ export function errorBoundary(): Koa.Middleware<ApiState> {
       ctx.status = failure.status;
       ctx.body = failure.toBody();
       if (failure.status === 401) ctx.set('WWW-Authenticate', 'Bearer realm="kitter"');
+      // Redis or a backend out for a moment: a client may try again, after this many seconds.
+      if (failure.status === 503) ctx.set('Retry-After', String(RETRY_AFTER_S));
     }
   };
 }

@@ -40,6 +40,8 @@ interface Op {
 }
 
 const PREFER_ASYNC = { prefer: 'respond-async' };
+/** How many times a request answered 503 is sent, at most. */
+const RESENDS = 5;
 
 /**
  * Creates, changes and deletes users through the API while both emulators inject faults and
@@ -64,8 +66,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   let killer: NodeJS.Timeout | undefined;
 
   try {
-    await stack.call('POST', '/domains', { domain: { domain: 'example.com' } });
     for (let i = 0; i < options.workers; i++) workers.push(await startWorkerProcess(stack));
+    const domain = await stack.call('POST', '/domains', { domain: { domain: 'example.com' } });
+    if (domain.status !== 201) throw new Error(`the domain: ${domain.status}`);
 
     const faults = {
       error_rate: options.errorRate,
@@ -157,12 +160,20 @@ async function submitAll(
   const ops: Op[] = [];
   for (const username of usernames) {
     const id = created?.get(username)?.userId;
-    const answer =
+    const send = () =>
       kind === 'create'
-        ? await stack.call('POST', '/users', userBody(username), PREFER_ASYNC)
+        ? stack.call('POST', '/users', userBody(username), PREFER_ASYNC)
         : kind === 'update'
-          ? await stack.call('PATCH', `/users/${id}`, { last_name: 'Changed' }, PREFER_ASYNC)
-          : await stack.call('DELETE', `/users/${id}`, undefined, PREFER_ASYNC);
+          ? stack.call('PATCH', `/users/${id}`, { last_name: 'Changed' }, PREFER_ASYNC)
+          : stack.call('DELETE', `/users/${id}`, undefined, PREFER_ASYNC);
+    // The API checks the domain in wac-core before it queues, so a fault there (or at
+    // Keycloak's token endpoint) is answered 503: sent again, as a client would.
+    let answer = await send();
+    for (let tries = 1; answer.status === 503 && tries < RESENDS; tries++) {
+      const seconds = Number(answer.headers.get('retry-after'));
+      await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+      answer = await send();
+    }
     if (answer.status !== 202) {
       throw new Error(`${kind} ${username}: ${answer.status} ${JSON.stringify(answer.body)}`);
     }

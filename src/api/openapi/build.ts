@@ -131,6 +131,11 @@ const components = {
       description: '`respond-async` when the client asked for it.',
       schema: { type: 'string' },
     },
+    RetryAfter: {
+      description: 'Seconds to wait before sending the same request again.',
+      required: true,
+      schema: { type: 'string', pattern: '^[0-9]+$' },
+    },
     IdempotentReplayed: {
       description: '`true` when this answers a repeat of an earlier request with the same key.',
       schema: { const: 'true' },
@@ -167,7 +172,8 @@ const components = {
     ),
     Unavailable: errorResponse(
       '`queue_unavailable` (Redis is down) or `backend_unavailable` (Keycloak or wac-core ' +
-        'stayed unreachable through every retry).',
+        'did not answer, or answered 5xx).',
+      503,
     ),
   },
 };
@@ -267,7 +273,9 @@ function operationOf(spec: OperationSpec): OpenApiOperation {
 function responseOf(spec: OperationSpec, status: number): JsonSchema {
   const answer = spec.responses[status];
   if (answer === undefined) return sharedResponse(spec, status);
-  if (typeof answer === 'string') return errorResponse(withIdempotency(spec, status, answer));
+  if (typeof answer === 'string') {
+    return errorResponse(withIdempotency(spec, status, answer), status);
+  }
 
   const response: JsonSchema = { description: answer.description };
   const headers: Record<string, JsonSchema> = { ...answer.headers };
@@ -303,8 +311,12 @@ function withIdempotency(spec: OperationSpec, status: number, sentence: string):
   return more ? `${sentence} ${more}` : sentence;
 }
 
-function errorResponse(description: string): JsonSchema {
-  return { description, content: { [JSON_TYPE]: { schema: ref('Error') } } };
+/** An error answer; a 503 says when to try again. */
+function errorResponse(description: string, status?: number): JsonSchema {
+  const response: JsonSchema = { description, content: { [JSON_TYPE]: { schema: ref('Error') } } };
+  if (status === 503)
+    response.headers = { 'Retry-After': { $ref: '#/components/headers/RetryAfter' } };
+  return response;
 }
 
 /** Path or query parameters: one per key of the route's joi schema. */
