@@ -109,8 +109,8 @@ export async function ingest(deps: IngestDeps, path: string, options: IngestOpti
         }
         case 'names': {
           const { names } = message;
-          const firsts = await throughBlips(() => deps.store.claimNames(id, read, names));
-          reply({ type: 'names', firsts });
+          const earlier = await throughBlips(() => deps.store.claimNames(id, read, names));
+          reply({ type: 'names', earlier });
           break;
         }
         case 'rows':

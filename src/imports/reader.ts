@@ -7,6 +7,7 @@ import { SecretBox } from '../jobs/secrets.js';
 import type { UserCreateData } from '../jobs/types.js';
 import { orderKeyOfUser, splitSecrets, type UserInput } from '../model/users.js';
 import { cellsOf, publicCells, readHeader, userOfRow, type RowCells } from './columns.js';
+import { earlierRowsOf, packNames } from './names.js';
 import { readCsv } from './parse.js';
 import type { ErrorRow, FileLayout } from './store.js';
 
@@ -48,10 +49,10 @@ export type ReaderMessage =
   | { type: 'header'; layout: FileLayout }
   | { type: 'domain'; name: string }
   /**
-   * Usernames and their rows: which did the file have before? Rows refused for another reason
-   * (`register` false) are not earlier rows for those after them.
+   * Usernames and their rows (`packNames`): which did the file have before? Rows refused for
+   * another reason are not earlier rows for those after them.
    */
-  | { type: 'names'; names: Array<{ name: string; row: number; register: boolean }> }
+  | { type: 'names'; names: string }
   | { type: 'rows'; jobs?: ChunkJobs; rejected: ErrorRow[] }
   | { type: 'done'; counts: { total: number; valid: number; invalid: number } }
   | { type: 'refused'; status: number; code: string; message: string; details?: unknown };
@@ -59,8 +60,8 @@ export type ReaderMessage =
 /** From the API's thread to the reader. */
 export type ReaderReply =
   | { type: 'domain'; name: string; known: boolean }
-  /** For each username asked, the earlier row that has it, or 0. */
-  | { type: 'names'; firsts: number[] }
+  /** The usernames asked that an earlier row has: index and row, in pairs (`claimNames`). */
+  | { type: 'names'; earlier: number[] }
   /**
    * A chunk sent earlier has been written: the reader may send one more. Its jobs' buffer comes
    * back with it, for the reader to fill again: the API's thread then frees no buffer, which V8
@@ -91,7 +92,7 @@ class Reader {
   private readonly secrets: SecretBox;
   private readonly domainKnown = new Map<string, boolean>();
   private readonly asked = new Map<string, (known: boolean) => void>();
-  private namesAnswered: ((firsts: number[]) => void) | undefined;
+  private namesAnswered: ((earlier: number[]) => void) | undefined;
   private unwritten = 0;
   /** Buffers of chunks written, to be filled again. */
   private readonly spare: Uint8Array[] = [];
@@ -107,7 +108,7 @@ class Reader {
         this.asked.get(reply.name)?.(reply.known);
         this.asked.delete(reply.name);
       } else if (reply.type === 'names') {
-        this.namesAnswered?.(reply.firsts);
+        this.namesAnswered?.(reply.earlier);
       } else {
         this.unwritten--;
         if (reply.buffer) this.spare.push(new Uint8Array(reply.buffer));
@@ -194,16 +195,17 @@ class Reader {
   }
 
   /** Asked of the API's thread, which holds the Redis connection. */
-  private earlierRows(candidates: Candidate[]): Promise<number[]> {
-    return new Promise<number[]>((resolve) => {
+  private async earlierRows(candidates: Candidate[]): Promise<number[]> {
+    const earlier = await new Promise<number[]>((resolve) => {
       this.namesAnswered = resolve;
-      const names = candidates.map(({ user, row, domainKnown }) => ({
+      const entries = candidates.map(({ user, row, domainKnown }) => ({
         name: user.username,
         row,
         register: domainKnown,
       }));
-      this.post({ type: 'names', names });
+      this.post({ type: 'names', names: packNames(entries) });
     });
+    return earlierRowsOf(candidates.length, earlier);
   }
 
   /** Sends a chunk; waits first while the API's thread has too many still to write. */
@@ -272,32 +274,28 @@ const encoder = new TextEncoder();
 /** A chunk of 500 rows of a dozen short cells takes about 200 KB. */
 const MIN_BUFFER_BYTES = 256 * 1024;
 
-/** A chunk's jobs as they are read. */
+/** A chunk's jobs as they are read (see `PackedJobs`). */
 class ChunkBuilder {
   private lines = '';
-  private readonly orderKeys: string[] = [];
+  private count = 0;
   private lastRow = 0;
 
-  get count(): number {
-    return this.orderKeys.length;
-  }
-
   add(jobId: string, data: UserCreateData, orderKey: string, row: number): void {
-    this.lines += `${jobId}\n${JSON.stringify(data)}\n`;
-    this.orderKeys.push(orderKey);
+    this.lines += `${orderKey}\n${jobId}\n${JSON.stringify(data)}\n`;
+    this.count++;
     this.lastRow = row;
   }
 
   /** The chunk, its lines in a buffer of `spare` large enough, or a new one. */
   built(spare: Uint8Array[]): ChunkJobs | undefined {
     if (this.count === 0) return undefined;
-    const { orderKeys, lastRow } = this;
+    const { count, lastRow } = this;
     const size = Buffer.byteLength(this.lines);
     const fits = spare.findIndex((buffer) => buffer.byteLength >= size);
     const buffer =
       fits >= 0 ? spare.splice(fits, 1)[0] : new Uint8Array(Math.max(size, MIN_BUFFER_BYTES));
     const { written } = encoder.encodeInto(this.lines, buffer);
-    return { lines: buffer.subarray(0, written), orderKeys, lastRow };
+    return { lines: buffer.subarray(0, written), count, lastRow };
   }
 }
 

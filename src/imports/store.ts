@@ -129,20 +129,28 @@ if tonumber(ARGV[1]) > last then redis.call('HSET', KEYS[1], 'last_row', ARGV[1]
  * duplicate; a later row is never the "earlier" one.
  */
 const CLAIM_NAMES = `
-local key = KEYS[1]
-local firsts = {}
-for i = 2, #ARGV, 3 do
-  local name, row, register = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2] == '1'
+local key, names = KEYS[1], ARGV[2]
+local earlier = {}
+local pos, index = 1, 0
+while pos <= #names do
+  local nameEnd = string.find(names, '\\n', pos, true)
+  local rowEnd = string.find(names, '\\n', nameEnd + 1, true)
+  local name = string.sub(names, pos, nameEnd - 1)
+  local row = tonumber(string.sub(names, nameEnd + 1, rowEnd - 1))
+  local register = string.sub(names, rowEnd + 1, rowEnd + 1) == '1'
+  pos = rowEnd + 3
+
   local first = tonumber(redis.call('HGET', key, name) or false)
   if first and first < row then
-    firsts[#firsts + 1] = first
-  else
-    if register and not first then redis.call('HSET', key, name, row) end
-    firsts[#firsts + 1] = 0
+    earlier[#earlier + 1] = index
+    earlier[#earlier + 1] = first
+  elseif register and not first then
+    redis.call('HSET', key, name, row)
   end
+  index = index + 1
 end
 redis.call('EXPIRE', key, ARGV[1])
-return firsts
+return earlier
 `;
 
 /**
@@ -245,27 +253,18 @@ export class ImportStore {
   }
 
   /**
-   * For each username of a file, in the file's order, the earlier row that has it, or 0: a
-   * username repeated in a file is an error on its later rows. `register` says which rows count
-   * as earlier rows for the rows after them (those otherwise valid). Each read of a file has its
-   * own set (`read`): two reads of one import at once (a client that sent it again while the
-   * first request was still reading it) each check the whole file. Kept in Redis while the file
-   * is read, not in the API's memory, which would grow with the file (a million rows took 60 MB,
-   * more than the reader thread may hold, and ended the API).
+   * Which usernames of a chunk (`packNames`) the file had on an earlier row: a username repeated
+   * in a file is an error on its later rows. Answers the index of each such name in the chunk
+   * and the earlier row, in pairs (`earlierRowsOf` spreads them out). A name counts as an
+   * earlier row for the rows after it only when registered (a row otherwise valid). Each read of
+   * a file has its own set (`read`): two reads of one import at once (a client that sent it
+   * again while the first request was still reading it) each check the whole file. Kept in
+   * Redis while the file is read, not in the API's memory, which would grow with the file (a
+   * million rows took 60 MB, more than the reader thread may hold, and ended the API).
    */
-  async claimNames(
-    id: string,
-    read: string,
-    names: Array<{ name: string; row: number; register: boolean }>,
-  ): Promise<number[]> {
-    const args = names.flatMap(({ name, row, register }) => [name, row, register ? '1' : '0']);
-    return (await this.redis.eval(
-      CLAIM_NAMES,
-      1,
-      this.namesKey(id, read),
-      String(NAMES_KEEP_S),
-      ...args,
-    )) as number[];
+  async claimNames(id: string, read: string, names: string): Promise<number[]> {
+    const key = this.namesKey(id, read);
+    return (await this.redis.eval(CLAIM_NAMES, 1, key, NAMES_KEEP_S, names)) as number[];
   }
 
   /** The read has ended: its usernames are no longer needed. */

@@ -5,16 +5,18 @@ import { addPrioritizedJob } from 'bullmq/dist/esm/scripts/addPrioritizedJob-9.j
 import type { RedisClient } from '../redis.js';
 
 /**
- * Jobs of one chunk, as the import's reader thread builds them: `lines` holds, for each job, its
- * id and its data as JSON, each followed by a line feed (JSON.stringify never writes a raw line
- * feed), in UTF-8, and `orderKeys` the order key of each job, in the same order. The lines are
- * bytes, not a string, so that the thread hands them over without a copy, and the memory they
- * take goes back as soon as they are written, not at V8's next full collection (a string of a
- * chunk is a large object, and the API's heap held tens of megabytes of them).
+ * Jobs of one chunk, as the import's reader thread builds them: `lines` holds, for each of the
+ * `count` jobs, its order key (a user's, without the prefix: see `orderKeyOfUser`), its id and
+ * its data as JSON, each followed by a line feed (none of them holds one: JSON.stringify never
+ * writes a raw line feed), in UTF-8. Bytes, not strings, so that the thread hands them over
+ * without a copy, and the API's thread allocates nothing a job: the memory a chunk takes goes
+ * back as soon as it is written, not at V8's next full collection (strings that live until
+ * Redis answers are promoted to the old generation, and an import's filled it with tens of
+ * megabytes, BENCHMARKS.md §7).
  */
 export interface PackedJobs {
   lines: Uint8Array;
-  orderKeys: string[];
+  count: number;
 }
 
 /**
@@ -49,19 +51,29 @@ export class ChunkAdder {
     if (!(options.priority >= 1)) throw new ChunkAddFault('a chunk needs a priority of 1 or more');
     const template = await templateOf(queue, name, options.priority);
     const lines = Buffer.from(jobs.lines.buffer, jobs.lines.byteOffset, jobs.lines.byteLength);
+    const { keys, args, opts } = template;
     const runner = this.runner();
     const calls: Array<Promise<unknown>> = [];
     // A script holds Redis for as long as it runs; a few dozen jobs a call keep every other
     // client's wait as short as behind a pipeline of single adds.
-    for (let first = 0, start = 0; first < jobs.orderKeys.length; first += JOBS_PER_CALL) {
-      const last = Math.min(first + JOBS_PER_CALL, jobs.orderKeys.length);
-      const end = endOfLines(lines, start, 2 * (last - first));
-      const orderKeys = jobs.orderKeys
-        .slice(first, last)
-        .map((key) => options.orderKeyPrefix + key);
-      const keys = [...template.keys, ...orderKeys];
-      const args = [template.args, template.opts, this.orderTtlS, lines.subarray(start, end)];
-      calls.push(runner.kitterAddChunk(keys.length, ...keys, ...args));
+    for (let first = 0, start = 0; first < jobs.count; first += JOBS_PER_CALL) {
+      const end = endOfLines(
+        lines,
+        start,
+        LINES_PER_JOB * Math.min(JOBS_PER_CALL, jobs.count - first),
+      );
+      const part = lines.subarray(start, end);
+      calls.push(
+        runner.kitterAddChunk(
+          keys.length,
+          ...keys,
+          args,
+          opts,
+          this.orderTtlS,
+          options.orderKeyPrefix,
+          part,
+        ),
+      );
       start = end;
     }
     for (const failed of await Promise.all(calls)) {
@@ -80,6 +92,9 @@ export class ChunkAdder {
 
 /** Jobs a script call adds, at most: BullMQ's script takes 20–70 µs a job. */
 const JOBS_PER_CALL = 50;
+
+/** A job's order key, id and data. */
+const LINES_PER_JOB = 3;
 
 /** Where the `count`th line feed from `start` ends (the end of `lines` if there are fewer). */
 function endOfLines(lines: Buffer, start: number, count: number): number {
@@ -147,9 +162,11 @@ interface Backend {
 }
 
 /**
- * KEYS: BullMQ's keys for a prioritized job, then one order key a job. ARGV: the template's
- * packed arguments and options, the order keys' time to live, the jobs' lines. Answers 0, or
- * the code of the first job BullMQ's script refused (its codes are negative).
+ * KEYS: BullMQ's keys for a prioritized job. ARGV: the template's packed arguments and options,
+ * the order keys' time to live and prefix, the jobs' lines. The order keys are named here, as
+ * BullMQ's scripts name each job's keys from the queue's prefix: in a Redis Cluster both
+ * prefixes hold the same hash tag, so every key is in the slot of KEYS[1]. Answers 0, or the
+ * code of the first job BullMQ's script refused (its codes are negative).
  */
 const CHUNK_SCRIPT = `
 local function addOne(KEYS, ARGV)
@@ -161,18 +178,20 @@ for i = 1, ${addPrioritizedJob.keys} do queueKeys[i] = KEYS[i] end
 local args = cmsgpack.unpack(ARGV[1])
 local opts = cmsgpack.unpack(ARGV[2])
 local ttl = ARGV[3]
-local lines = ARGV[4]
+local orderPrefix = ARGV[4]
+local lines = ARGV[5]
 
-local pos, n = 1, 0
+local pos = 1
 while pos <= #lines do
-  local idEnd = string.find(lines, '\\n', pos, true)
+  local keyEnd = string.find(lines, '\\n', pos, true)
+  local idEnd = string.find(lines, '\\n', keyEnd + 1, true)
   local dataEnd = string.find(lines, '\\n', idEnd + 1, true)
-  local id = string.sub(lines, pos, idEnd - 1)
+  local orderKey = orderPrefix .. string.sub(lines, pos, keyEnd - 1)
+  local id = string.sub(lines, keyEnd + 1, idEnd - 1)
   local data = string.sub(lines, idEnd + 1, dataEnd - 1)
   pos = dataEnd + 1
-  n = n + 1
 
-  local before = redis.call('SET', KEYS[${addPrioritizedJob.keys} + n], id, 'EX', ttl, 'GET')
+  local before = redis.call('SET', orderKey, id, 'EX', ttl, 'GET')
   if before and before ~= id then
     data = string.sub(data, 1, -2) .. ',"after":' .. cjson.encode(before) .. '}'
   end

@@ -85,11 +85,10 @@ describe('a chunk of jobs added by script calls that run BullMQ’s add', functi
   ];
 
   function packed(list: typeof rows) {
-    const lines = list.map((row) => `${row.id}\n${JSON.stringify(row.data)}\n`).join('');
-    return {
-      lines: new TextEncoder().encode(lines),
-      orderKeys: list.map((row) => `user:${row.username}`),
-    };
+    const lines = list
+      .map((row) => `user:${row.username}\n${row.id}\n${JSON.stringify(row.data)}\n`)
+      .join('');
+    return { lines: new TextEncoder().encode(lines), count: list.length };
   }
 
   /** The same story on both sides: an earlier job of one user, a chunk, the chunk again. */
