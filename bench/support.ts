@@ -36,7 +36,6 @@ export async function startKitter(
     env: {
       PATH: process.env.PATH ?? '',
       LOG_LEVEL: 'warn',
-      ...(process.env.XMALLOC ? { MALLOC_ARENA_MAX: process.env.XMALLOC } : {}),
       ...env,
     },
     stdio: ['ignore', 'inherit', 'inherit'],
