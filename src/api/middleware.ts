@@ -65,6 +65,12 @@ export function requestLog(
 /** What a 503 answer suggests waiting before the next try. */
 export const RETRY_AFTER_S = 1;
 
+/** Marks an answer 503: Redis or a backend is away for a moment, and the client may try again. */
+export function unavailableFor(ctx: Koa.ParameterizedContext<unknown>): void {
+  ctx.status = 503;
+  ctx.set('Retry-After', String(RETRY_AFTER_S));
+}
+
 /**
  * The one error boundary: anything thrown becomes `{"error", "code", "details"?}`. Errors of
  * the catalogue keep their status and sentence; anything else is a plain 500, logged with its
@@ -90,11 +96,10 @@ export function errorBoundary(): Koa.Middleware<ApiState> {
         const { cause } = failure as { cause?: unknown };
         ctx.state.log.warn({ cause: String(cause ?? 'unknown') }, 'the job queue is unavailable');
       }
-      ctx.status = failure.status;
+      if (failure.status === 503) unavailableFor(ctx);
+      else ctx.status = failure.status;
       ctx.body = failure.toBody();
       if (failure.status === 401) ctx.set('WWW-Authenticate', 'Bearer realm="kitter"');
-      // Redis or a backend out for a moment: a client may try again, after this many seconds.
-      if (failure.status === 503) ctx.set('Retry-After', String(RETRY_AFTER_S));
     }
   };
 }

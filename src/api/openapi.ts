@@ -85,6 +85,7 @@ export const operations: OperationSpec[] = [
       },
       503: {
         description: '`backend_unavailable`: something is down; `checks` says what.',
+        headers: { 'Retry-After': { $ref: '#/components/headers/RetryAfter' } },
         schema: ref('ReadinessFailure'),
         example: {
           error: 'not ready: redis unreachable',

@@ -1,7 +1,7 @@
 import type { Job } from 'bullmq';
 
 import { toView, type JobGateway, type JobView } from '../jobs/gateway.js';
-import type { ApiContext } from './middleware.js';
+import { unavailableFor, type ApiContext } from './middleware.js';
 
 export interface WaitPolicy {
   /** How long a write waits for its job unless the client says otherwise. */
@@ -54,7 +54,8 @@ export async function answerJob(
     return;
   }
   if (view.state === 'failed' && view.error) {
-    ctx.status = view.error.status;
+    if (view.error.status === 503) unavailableFor(ctx);
+    else ctx.status = view.error.status;
     ctx.body = { error: view.error.error, code: view.error.code };
     return;
   }

@@ -6,7 +6,7 @@ import { ApiError, type ErrorCode } from '../errors.js';
 import { ChunkAddFault } from '../jobs/chunk-add.js';
 import type { JobGateway } from '../jobs/gateway.js';
 import { JOB_TYPES } from '../jobs/queues.js';
-import type { ChunkJobs, ReaderInput, ReaderMessage, ReaderReply } from './reader.js';
+import type { ChunkJobs, Counts, ReaderInput, ReaderMessage, ReaderReply } from './reader.js';
 import type { ErrorRow, ImportStore } from './store.js';
 
 export interface IngestDeps {
@@ -69,9 +69,12 @@ export async function ingest(deps: IngestDeps, path: string, options: IngestOpti
   const writes = new InFlight(WRITES_IN_FLIGHT);
   let cancelled = false;
 
-  const write = async (jobs: ChunkJobs | undefined, rejected: ErrorRow[]) => {
+  const write = async (jobs: ChunkJobs | undefined, rejected: ErrorRow[], read: Counts) => {
     await throughBlips(() => {
-      const work: Array<Promise<unknown>> = [deps.store.rejectRows(id, rejected)];
+      const work: Array<Promise<unknown>> = [
+        deps.store.rejectRows(id, rejected),
+        deps.store.readSoFar(id, read),
+      ];
       if (jobs) {
         const { gateway, store } = deps;
         work.push(store.queuedUpTo(id, jobs.lastRow));
@@ -114,7 +117,7 @@ export async function ingest(deps: IngestDeps, path: string, options: IngestOpti
           break;
         }
         case 'rows':
-          await writes.add(write(message.jobs, message.rejected));
+          await writes.add(write(message.jobs, message.rejected, message.read));
           break;
         case 'done':
           await writes.drain();

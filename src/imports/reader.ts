@@ -53,9 +53,17 @@ export type ReaderMessage =
    * another reason are not earlier rows for those after them.
    */
   | { type: 'names'; names: string }
-  | { type: 'rows'; jobs?: ChunkJobs; rejected: ErrorRow[] }
-  | { type: 'done'; counts: { total: number; valid: number; invalid: number } }
+  /** A chunk, and the counts of the rows read so far, this chunk's included. */
+  | { type: 'rows'; jobs?: ChunkJobs; rejected: ErrorRow[]; read: Counts }
+  | { type: 'done'; counts: Counts }
   | { type: 'refused'; status: number; code: string; message: string; details?: unknown };
+
+/** Rows of the file: read, valid (queued, or to be on a dry run) and refused. */
+export interface Counts {
+  total: number;
+  valid: number;
+  invalid: number;
+}
 
 /** From the API's thread to the reader. */
 export type ReaderReply =
@@ -134,7 +142,7 @@ class Reader {
     this.post({ type: 'header', layout: { columns, headers, delimiter, crlf } });
 
     const width = Math.max(...layout.map(([, index]) => index)) + 1;
-    const counts = { total: 0, valid: 0, invalid: 0 };
+    const counts: Counts = { total: 0, valid: 0, invalid: 0 };
     let candidates: Candidate[] = [];
     let rejected: ErrorRow[] = [];
     let chars = 0;
@@ -153,14 +161,14 @@ class Reader {
       }
 
       if (candidates.length >= CHUNK || rejected.length >= CHUNK || chars >= CHUNK_CHARS) {
-        await this.send(await this.chunkOf(candidates, rejected, counts));
+        await this.send(await this.chunkOf(candidates, rejected, counts), counts);
         candidates = [];
         rejected = [];
         chars = 0;
       }
     }
     if (candidates.length > 0 || rejected.length > 0) {
-      await this.send(await this.chunkOf(candidates, rejected, counts));
+      await this.send(await this.chunkOf(candidates, rejected, counts), counts);
     }
     this.post({ type: 'done', counts });
   }
@@ -209,14 +217,17 @@ class Reader {
   }
 
   /** Sends a chunk; waits first while the API's thread has too many still to write. */
-  private async send({ jobs, rejected }: { jobs: ChunkBuilder; rejected: ErrorRow[] }) {
+  private async send(
+    { jobs, rejected }: { jobs: ChunkBuilder; rejected: ErrorRow[] },
+    counts: Counts,
+  ) {
     while (this.unwritten >= CHUNKS_AHEAD) {
       await new Promise<void>((resolve) => (this.wakeWriter = resolve));
     }
     this.unwritten++;
     const built = jobs.built(this.spare);
     this.post(
-      { type: 'rows', jobs: built, rejected },
+      { type: 'rows', jobs: built, rejected, read: { ...counts } },
       built ? [built.lines.buffer as ArrayBuffer] : [],
     );
   }

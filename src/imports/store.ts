@@ -116,6 +116,16 @@ redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
 return 1
 `;
 
+/**
+ * Counts of the rows read so far, while the file is still being read: raised, never lowered (a
+ * chunk written again after a later one), and left alone once the upload's totals are in.
+ */
+const READ_SO_FAR = `
+if redis.call('HGET', KEYS[1], 'state') ~= 'validating' then return end
+if tonumber(ARGV[1]) <= tonumber(redis.call('HGET', KEYS[1], 'total') or 0) then return end
+redis.call('HSET', KEYS[1], 'total', ARGV[1], 'valid', ARGV[2], 'invalid', ARGV[3])
+`;
+
 /** Sets the last row queued, unless a later one is there already. */
 const RAISE_LAST_ROW = `
 local last = tonumber(redis.call('HGET', KEYS[1], 'last_row') or 0)
@@ -123,10 +133,11 @@ if tonumber(ARGV[1]) > last then redis.call('HSET', KEYS[1], 'last_row', ARGV[1]
 `;
 
 /**
- * For each username, the earlier row of the file that has it, or 0; a username is registered at
- * its row when ARGV says so (a row refused for another reason is checked, not registered). A
- * row sent again (a round trip tried again after a blip) finds itself, and is not its own
- * duplicate; a later row is never the "earlier" one.
+ * For each username of ARGV[2] (see `packNames`) that an earlier row of the file has, its index
+ * in the chunk (from 0) and that row; a username is registered at its row when its flag says so
+ * (a row refused for another reason is checked, not registered). A row sent again (a round trip
+ * tried again after a blip) finds itself, and is not its own duplicate; a later row is never
+ * the "earlier" one.
  */
 const CLAIM_NAMES = `
 local key, names = KEYS[1], ARGV[2]
@@ -229,6 +240,15 @@ export class ImportStore {
   /** What the import's request was, for `Idempotency-Key` (see the imports route). */
   async fingerprintOf(id: string): Promise<string | undefined> {
     return (await this.redis.hget(this.key(id), 'fingerprint')) || undefined;
+  }
+
+  /**
+   * The rows read so far, valid and not: while a large file is read, `GET /imports/{id}` shows
+   * them growing, not zeros beside rows that have already succeeded.
+   */
+  async readSoFar(id: string, counts: { total: number; valid: number; invalid: number }) {
+    const { total, valid, invalid } = counts;
+    await this.redis.eval(READ_SO_FAR, 1, this.key(id), total, valid, invalid);
   }
 
   /** The upload has been read: totals are known, and rows may already have ended. */

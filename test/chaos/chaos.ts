@@ -170,7 +170,8 @@ async function submitAll(
     // Keycloak's token endpoint) is answered 503: sent again, as a client would.
     let answer = await send();
     for (let tries = 1; answer.status === 503 && tries < RESENDS; tries++) {
-      const seconds = Number(answer.headers.get('retry-after'));
+      const seconds = Number(answer.headers.get('retry-after') ?? NaN);
+      if (!(seconds >= 0)) throw new Error(`${kind} ${username}: a 503 without Retry-After`);
       await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
       answer = await send();
     }

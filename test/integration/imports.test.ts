@@ -755,6 +755,58 @@ describe('bulk CSV imports', function () {
       }
     });
 
+    it('shows the rows read so far while a large file is still being read', async function () {
+      this.timeout(120_000);
+      const rows = 30_000;
+      const seen: Array<{ total: number; valid: number; invalid: number }> = [];
+      let reading = true;
+      const upload = importFile(stack, file(rows, 'soFar'), '?dry_run=true').finally(() => {
+        reading = false;
+      });
+      while (reading) {
+        const { imports } = (await stack.call('GET', '/imports')).body;
+        const view = imports.find((one: { state: string }) => one.state === 'validating');
+        if (view) seen.push({ total: view.total, valid: view.valid, invalid: view.invalid });
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect((await upload).body.import).to.include({ total: rows, valid: rows, invalid: 0 });
+
+      const between = seen.filter(({ total }) => total > 0 && total < rows);
+      expect(between.length, JSON.stringify(seen)).to.be.greaterThan(0);
+      for (const [i, counts] of seen.entries()) {
+        expect(counts.valid + counts.invalid).to.equal(counts.total);
+        if (i > 0) expect(counts.total).to.be.at.least(seen[i - 1].total);
+      }
+    });
+
+    it('raises the counts read so far, never lowers them, and keeps the totals', async () => {
+      const redis = new Redis(stack.config.redisUrl);
+      try {
+        const store = new ImportStore(redis, stack.config.queuePrefix);
+        const columns = ['username', 'domain'];
+        const layout = { columns, headers: columns, delimiter: ',' as const, crlf: false };
+        await store.create('so-far-1', { dryRun: false, layout });
+
+        await store.readSoFar('so-far-1', { total: 1000, valid: 990, invalid: 10 });
+        // A chunk written again after a later one (a round trip tried again).
+        await store.readSoFar('so-far-1', { total: 500, valid: 495, invalid: 5 });
+        expect(await store.get('so-far-1')).to.include({
+          state: 'validating',
+          total: 1000,
+          valid: 990,
+          invalid: 10,
+          pending: 990,
+        });
+
+        await store.uploaded('so-far-1', { total: 1200, valid: 1188, invalid: 12 });
+        await store.readSoFar('so-far-1', { total: 1500, valid: 1500, invalid: 0 });
+        expect(await store.get('so-far-1')).to.include({ state: 'running', total: 1200 });
+        await store.cancel('so-far-1');
+      } finally {
+        redis.disconnect();
+      }
+    });
+
     it('keeps a cancel that lands while the file is still being read', async () => {
       const redis = new Redis(stack.config.redisUrl);
       try {

@@ -88,6 +88,25 @@ describe('Redis topologies', function () {
         client.disconnect();
       }
     });
+
+    it('imports a file (chunk, username and order keys named in Lua, in one slot)', async () => {
+      const usernames = Array.from({ length: 120 }, (_, i) => `cluster-import-${i}`);
+      const csv = ['username,domain', ...usernames.map((name) => `${name},example.com`)];
+      csv.push(`${usernames[7]},example.com`);
+
+      const answer = await stack.call('POST', '/imports', csv.join('\n'), {
+        'content-type': 'text/csv',
+      });
+      expect(answer.status, JSON.stringify(answer.body)).to.equal(202);
+      expect(answer.body.import).to.include({ total: 121, valid: 120, invalid: 1 });
+      let view = answer.body.import;
+      for (let i = 0; view.pending > 0 && i < 400; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        view = (await stack.call('GET', `/imports/${view.id}`)).body.import;
+      }
+      expect(view).to.include({ state: 'finished', succeeded: 120, failed: 0 });
+      expectProvisioned(stack, usernames);
+    });
   });
 
   describe('a primary, a replica and a Sentinel', () => {

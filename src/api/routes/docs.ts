@@ -2,24 +2,38 @@ import Router from '@koa/router';
 
 import type { ApiDeps } from '../deps.js';
 import type { ApiState } from '../middleware.js';
-import { openApiDocument } from '../openapi.js';
-import { renderDocsPage } from '../openapi/html.js';
+import type { OpenApiDocument } from '../openapi/build.js';
 
 /** The page allows its own inline style and nothing else: it loads nothing from anywhere. */
 const PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'";
 
-/** The OpenAPI document and the page rendered from it; no token needed. */
+/**
+ * The OpenAPI document and the page rendered from it; no token needed. Both are built the first
+ * time they are asked for: the code that turns joi schemas into JSON Schema (and lodash with
+ * it) stays out of API processes that never serve them.
+ */
 export function docsRoutes(deps: ApiDeps): Router<ApiState> {
   const router = new Router<ApiState>();
-  const doc = openApiDocument(deps.config);
-  let page: string | undefined;
+  let built: Promise<{ doc: OpenApiDocument; page: string }> | undefined;
+  const docs = () => {
+    built ??= Promise.all([import('../openapi.js'), import('../openapi/html.js')])
+      .then(([openapi, html]) => {
+        const doc = openapi.openApiDocument(deps.config);
+        return { doc, page: html.renderDocsPage(doc) };
+      })
+      .catch((err: unknown) => {
+        built = undefined; // tried again on the next request
+        throw err;
+      });
+    return built;
+  };
 
-  router.get('/openapi.json', (ctx) => {
-    ctx.body = doc;
+  router.get('/openapi.json', async (ctx) => {
+    ctx.body = (await docs()).doc;
   });
 
-  router.get('/docs', (ctx) => {
-    page ??= renderDocsPage(doc);
+  router.get('/docs', async (ctx) => {
+    const { page } = await docs();
     ctx.type = 'html';
     ctx.set('Content-Security-Policy', PAGE_POLICY);
     ctx.body = page;

@@ -1,7 +1,7 @@
 import Router from '@koa/router';
 
 import type { ApiDeps } from '../deps.js';
-import type { ApiState } from '../middleware.js';
+import { unavailableFor, type ApiState } from '../middleware.js';
 
 const CHECK_TIMEOUT_MS = 2_000;
 
@@ -35,7 +35,8 @@ export function healthRoutes(deps: ApiDeps): Router<ApiState> {
     const down = Object.entries(results)
       .filter(([, result]) => result !== 'ok')
       .map(([name]) => name);
-    ctx.status = down.length === 0 ? 200 : 503;
+    if (down.length === 0) ctx.status = 200;
+    else unavailableFor(ctx);
     ctx.body =
       down.length === 0
         ? { status: 'ready', checks: results }
