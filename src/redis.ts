@@ -1,6 +1,7 @@
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 
 import type { RedisSettings } from './config.js';
+import type { Logger } from './logger.js';
 import { settleWithin } from './limit.js';
 
 /** A connection to the configured Redis, whichever its topology. */
@@ -155,4 +156,30 @@ export async function probeRedis(settings: RedisSettings): Promise<string | unde
   } finally {
     redis.disconnect();
   }
+}
+
+/**
+ * Whether an error is a connection to Redis failing (refused, reset, timed out, a name not
+ * found) rather than something Redis or BullMQ said: what every client reports on every try to
+ * reconnect while Redis is away.
+ */
+export function isConnectionError(err: unknown): boolean {
+  if (isRedisUnreachable(err)) return true;
+  const { code, message } = (err ?? {}) as { code?: string; message?: string };
+  const codes =
+    /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN)$/;
+  return (typeof code === 'string' && codes.test(code)) || /^connect E[A-Z]+ /.test(message ?? '');
+}
+
+/**
+ * Logs Redis connection trouble once a second at most: during an outage every client reports
+ * every failed reconnect, and the log must stay readable.
+ */
+export function redisTrouble(logger: Logger): (err: Error) => void {
+  let last = 0;
+  return (err) => {
+    if (Date.now() - last < 1000) return;
+    last = Date.now();
+    logger.warn({ err: err.message }, 'Redis connection trouble');
+  };
 }

@@ -18,7 +18,13 @@ import { SecretBox } from './jobs/secrets.js';
 import type { Logger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { settleWithin } from './limit.js';
-import { closeRedis, createRedis, replicasToConfirm, type RedisClient } from './redis.js';
+import {
+  closeRedis,
+  createRedis,
+  redisTrouble,
+  replicasToConfirm,
+  type RedisClient,
+} from './redis.js';
 import { startWorkers, type RunningWorkers } from './workers/index.js';
 
 export interface ServiceParts {
@@ -159,19 +165,6 @@ export async function startService(
       closing ??= runAll(closers, logger);
       return closing;
     },
-  };
-}
-
-/**
- * Logs Redis connection trouble once a second at most: during an outage every client reports
- * every failed reconnect, and the log must stay readable.
- */
-export function redisTrouble(logger: Logger): (err: Error) => void {
-  let last = 0;
-  return (err) => {
-    if (Date.now() - last < 1000) return;
-    last = Date.now();
-    logger.warn({ err: err.message }, 'Redis connection trouble');
   };
 }
 

@@ -301,13 +301,13 @@ export class JobGateway {
     }
   }
 
+  /** The job as Redis has it now: its state, and its attempts, progress and outcome so far. */
   async view(job: Job): Promise<JobView> {
     let state: JobState | 'unknown';
     let fresh: Job | undefined;
     try {
-      state = await job.getState();
       const queue = this.queues[job.queueName as QueueName];
-      fresh = state === 'completed' || state === 'failed' ? await queue.getJob(job.id!) : job;
+      [state, fresh] = await Promise.all([job.getState(), queue.getJob(job.id!)]);
     } catch (err) {
       throw errors.queueUnavailable(err);
     }

@@ -200,6 +200,9 @@ describe('crashes, shutdowns and outages', function () {
         .filter((line) => /queue is unavailable|connection to Redis|Redis again/.test(line));
       expect(created.status, `${JSON.stringify(created.body)} ${why.join('')}`).to.equal(201);
       expect(stack.wac.users()).to.have.length(1);
+      // The workers' connections failing to reconnect: warned once a second, not an error each.
+      const workerErrors = stack.logs.filter((line) => line.includes('"msg":"worker error"'));
+      expect(workerErrors).to.deep.equal([]);
     });
   });
 

@@ -164,6 +164,20 @@ describe('creating users through the queue', function () {
     expect(job.attempts).to.be.greaterThan(1);
   });
 
+  it('answers 202 with the attempts made so far when the wait ends first', async () => {
+    stack.wac.faults.set({ error_rate: 1, error_status: 503, paths: '^POST /sapi/users' });
+    try {
+      const answer = await stack.call('POST', '/users', userBody('ada'), { prefer: 'wait=1' });
+
+      expect(answer.status).to.equal(202);
+      // An attempt has failed by then (the next waits for the second wac-core asked for).
+      expect(answer.body.job.attempts).to.be.at.least(1);
+      expect(answer.body.job.state).to.not.equal('succeeded');
+    } finally {
+      stack.wac.faults.reset();
+    }
+  });
+
   it('gets a new token when Keycloak’s expires in the middle of a run', async () => {
     await stack.call('POST', '/users', userBody('ada'));
     stack.keycloak.expireAllTokens();

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 
 import { ConfigError, loadConfig, type RedisSettings } from '../../src/config.js';
-import { describeRedis } from '../../src/redis.js';
+import { describeRedis, isConnectionError } from '../../src/redis.js';
 
 const secrets = {
   KEYCLOAK_CLIENT_SECRET: 'client-secret',
@@ -113,5 +113,26 @@ describe('the Redis topology in the configuration', () => {
 
     expect(describeRedis(single)).to.equal('redis://***@redis:6379/0');
     expect(describeRedis(sentinel)).to.equal('primary mymaster of Sentinels s1:26379');
+  });
+});
+
+describe('errors of a connection to Redis', () => {
+  const failed = (code: string, message: string) => Object.assign(new Error(message), { code });
+
+  it('tells a connection failing from anything Redis or BullMQ said', () => {
+    const connection = [
+      failed('ECONNREFUSED', 'connect ECONNREFUSED 127.0.0.1:6379'),
+      failed('ETIMEDOUT', 'connect ETIMEDOUT'),
+      new Error('connect EHOSTUNREACH 10.0.0.9:6379'),
+      new Error('Connection is closed.'),
+    ];
+    const other = [
+      new Error('Missing lock for job 12. moveToFinished'),
+      failed('ERR', 'ERR unknown command'),
+      undefined,
+    ];
+
+    expect(connection.map(isConnectionError)).to.deep.equal([true, true, true, true]);
+    expect(other.map(isConnectionError)).to.deep.equal([false, false, false]);
   });
 });
