@@ -159,13 +159,15 @@ export async function probeRedis(settings: RedisSettings): Promise<string | unde
 }
 
 /**
- * Whether an error is a connection to Redis failing (refused, reset, timed out, a name not
- * found) rather than something Redis or BullMQ said: what every client reports on every try to
- * reconnect while Redis is away.
+ * Whether an error says Redis is away for now rather than anything else Redis or BullMQ said: a
+ * connection failing (refused, reset, timed out, a name not found), what every client reports
+ * on every try to reconnect, or Redis not yet taking commands (loading its data after a
+ * restart, a replica after a failover).
  */
-export function isConnectionError(err: unknown): boolean {
+export function isRedisAway(err: unknown): boolean {
   if (isRedisUnreachable(err)) return true;
   const { code, message } = (err ?? {}) as { code?: string; message?: string };
+  if (/^(LOADING|READONLY) /.test(message ?? '')) return true;
   const codes =
     /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN)$/;
   return (typeof code === 'string' && codes.test(code)) || /^connect E[A-Z]+ /.test(message ?? '');

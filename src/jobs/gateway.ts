@@ -307,7 +307,9 @@ export class JobGateway {
     let fresh: Job | undefined;
     try {
       const queue = this.queues[job.queueName as QueueName];
-      [state, fresh] = await Promise.all([job.getState(), queue.getJob(job.id!)]);
+      // The state first: a job read after it says it ended holds what it ended with.
+      state = await job.getState();
+      fresh = await queue.getJob(job.id!);
     } catch (err) {
       throw errors.queueUnavailable(err);
     }

@@ -8,7 +8,7 @@ import { METRICS_MINUTES } from '../jobs/queue-status.js';
 import { settleWithin } from '../limit.js';
 import { JOB_TYPES, QUEUE_NAMES, type JobType, type QueueName } from '../jobs/queues.js';
 import type { Metrics } from '../metrics.js';
-import { isConnectionError, redisTrouble, type RedisClient } from '../redis.js';
+import { isRedisAway, redisTrouble, type RedisClient } from '../redis.js';
 import type { WorkerDeps } from './deps.js';
 import { isFinalAttempt, ranBefore, secretsGone } from './failures.js';
 import { deleteDomain, updateDomain } from './domain-change.js';
@@ -116,7 +116,7 @@ export function startWorkers(deps: WorkerDeps, options: WorkerOptions): RunningW
     // Redis away: each of a worker's connections reports each try to reconnect (a hundred lines
     // in an outage of seconds), said once a second at most; anything else, each time.
     worker.on('error', (err) => {
-      if (isConnectionError(err)) trouble(err);
+      if (isRedisAway(err)) trouble(err);
       else deps.logger.error({ err: String(err), queue: name }, 'worker error');
     });
     return worker;

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 
 import { ConfigError, loadConfig, type RedisSettings } from '../../src/config.js';
-import { describeRedis, isConnectionError } from '../../src/redis.js';
+import { describeRedis, isRedisAway } from '../../src/redis.js';
 
 const secrets = {
   KEYCLOAK_CLIENT_SECRET: 'client-secret',
@@ -116,15 +116,17 @@ describe('the Redis topology in the configuration', () => {
   });
 });
 
-describe('errors of a connection to Redis', () => {
+describe('errors that say Redis is away', () => {
   const failed = (code: string, message: string) => Object.assign(new Error(message), { code });
 
-  it('tells a connection failing from anything Redis or BullMQ said', () => {
+  it('tells Redis away (unreachable, or not yet taking commands) from anything else', () => {
     const connection = [
       failed('ECONNREFUSED', 'connect ECONNREFUSED 127.0.0.1:6379'),
       failed('ETIMEDOUT', 'connect ETIMEDOUT'),
       new Error('connect EHOSTUNREACH 10.0.0.9:6379'),
       new Error('Connection is closed.'),
+      new Error('LOADING Redis is loading the dataset in memory'),
+      new Error("READONLY You can't write against a read only replica."),
     ];
     const other = [
       new Error('Missing lock for job 12. moveToFinished'),
@@ -132,7 +134,7 @@ describe('errors of a connection to Redis', () => {
       undefined,
     ];
 
-    expect(connection.map(isConnectionError)).to.deep.equal([true, true, true, true]);
-    expect(other.map(isConnectionError)).to.deep.equal([false, false, false]);
+    expect(connection.map(isRedisAway)).to.deep.equal(connection.map(() => true));
+    expect(other.map(isRedisAway)).to.deep.equal([false, false, false]);
   });
 });
