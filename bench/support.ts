@@ -17,8 +17,19 @@ const RESULTS = path.join(ROOT, 'bench', 'results.json');
  */
 export const API_NODE_ARGS = ['--max-semi-space-size=2', '--heap-growing-percent=50'];
 
+/**
+ * And a worker (docker-compose.yml's `worker` service): its old generation collected once it has
+ * grown by half, which holds a worker near 155 MB instead of a ceiling near 300 (BENCHMARKS.md
+ * §5). BENCH_WORKER_NODE_ARGS replaces it (`BENCH_WORKER_NODE_ARGS=` for V8's defaults).
+ */
+export const WORKER_NODE_ARGS = ['--heap-growing-percent=50'];
+
 function apiNodeArgs(): string[] {
   return process.env.BENCH_API_NODE_ARGS?.split(' ').filter(Boolean) ?? API_NODE_ARGS;
+}
+
+function workerNodeArgs(): string[] {
+  return process.env.BENCH_WORKER_NODE_ARGS?.split(' ').filter(Boolean) ?? WORKER_NODE_ARGS;
 }
 
 /**
@@ -32,7 +43,7 @@ export async function startKitter(
 ): Promise<{ child: ChildProcess; stop(): Promise<void> }> {
   // BENCH_NODE_ARGS, e.g. `--cpu-prof --cpu-prof-dir=prof`, shows where a process spends time.
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const modeArgs = mode === 'api' ? apiNodeArgs() : [];
+  const modeArgs = mode === 'api' ? apiNodeArgs() : mode === 'worker' ? workerNodeArgs() : [];
   const child = spawn(process.execPath, [...modeArgs, ...nodeArgs, 'dist/main.js', mode], {
     cwd: ROOT,
     env: {
@@ -90,8 +101,9 @@ export function machine() {
     node: process.version,
     cores: os.availableParallelism(),
     date: new Date().toISOString(),
-    // How the benchmarks started the API (see API_NODE_ARGS).
+    // How the benchmarks started the API and the workers (see API_NODE_ARGS).
     api_node_args: apiNodeArgs().join(' '),
+    worker_node_args: workerNodeArgs().join(' '),
   };
 }
 

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { parse } from 'yaml';
 
-import { API_NODE_ARGS } from '../../bench/support.js';
+import { API_NODE_ARGS, WORKER_NODE_ARGS } from '../../bench/support.js';
 import { ConfigError, loadConfig, VARIABLES, type Mode } from '../../src/config.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -191,12 +191,12 @@ describe('the deployment files', () => {
       );
     });
 
-    it('starts the API as the benchmarks measured it, and workers on V8’s defaults', () => {
+    it('starts the API and the workers as the benchmarks measured them', () => {
       const image = /^ENTRYPOINT (\[.*\])$/m.exec(read('Dockerfile'));
       const [node, main] = JSON.parse(image![1]) as string[];
 
       expect(compose.services.api.entrypoint).to.deep.equal([node, ...API_NODE_ARGS, main]);
-      expect(compose.services.worker.entrypoint).to.equal(undefined);
+      expect(compose.services.worker.entrypoint).to.deep.equal([node, ...WORKER_NODE_ARGS, main]);
       for (const [name, service] of kitterServices) {
         expect(environmentOf(service).NODE_OPTIONS, name).to.equal(undefined);
       }
