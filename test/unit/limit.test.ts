@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 
-import { settleWithin, Slots } from '../../src/limit.js';
+import { loadOnce, settleWithin, Slots } from '../../src/limit.js';
 
 describe('slots', () => {
   const tick = () => new Promise((resolve) => setImmediate(resolve));
@@ -57,5 +57,25 @@ describe('settleWithin', () => {
     // Work that fails after its time is up is no unhandled rejection.
     expect(await settleWithin(after(100, true), 10)).to.equal('late');
     await new Promise((resolve) => setTimeout(resolve, 120));
+  });
+});
+
+describe('loadOnce', () => {
+  it('runs the load once for every caller, and again after a failure', async () => {
+    let runs = 0;
+    let fail = true;
+    const load = loadOnce(async () => {
+      runs++;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      if (fail) throw new Error('not this time');
+      return runs;
+    });
+
+    const failed = await Promise.allSettled([load(), load()]);
+    expect(failed.map((result) => result.status)).to.deep.equal(['rejected', 'rejected']);
+    fail = false;
+    expect(await Promise.all([load(), load()])).to.deep.equal([2, 2]);
+    expect(await load()).to.equal(2);
+    expect(runs).to.equal(2);
   });
 });

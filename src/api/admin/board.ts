@@ -1,6 +1,7 @@
 import type Koa from 'koa';
 
 import { errors } from '../../errors.js';
+import { loadOnce } from '../../limit.js';
 import type { Queues } from '../../jobs/queues.js';
 import type { ApiState } from '../middleware.js';
 import { BOARD_PATH, underBoard } from './login.js';
@@ -25,16 +26,7 @@ const BOARD_POLICY = [
  * first time someone opens it, not in every API process that never serves it.
  */
 export function queueBoard(queues: Queues): Koa.Middleware<ApiState> {
-  let loading: Promise<Koa.Middleware<ApiState>> | undefined;
-  const board = () => {
-    loading ??= import('./board-app.js')
-      .then((loaded) => loaded.boardApp(queues))
-      .catch((err: unknown) => {
-        loading = undefined; // tried again on the next request
-        throw err;
-      });
-    return loading;
-  };
+  const board = loadOnce(async () => (await import('./board-app.js')).boardApp(queues));
 
   return async (ctx, next) => {
     if (!underBoard(ctx.path)) return next();

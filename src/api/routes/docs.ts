@@ -1,8 +1,8 @@
 import Router from '@koa/router';
 
+import { loadOnce } from '../../limit.js';
 import type { ApiDeps } from '../deps.js';
 import type { ApiState } from '../middleware.js';
-import type { OpenApiDocument } from '../openapi/build.js';
 
 /** The page allows its own inline style and nothing else: it loads nothing from anywhere. */
 const PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'";
@@ -14,19 +14,14 @@ const PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'";
  */
 export function docsRoutes(deps: ApiDeps): Router<ApiState> {
   const router = new Router<ApiState>();
-  let built: Promise<{ doc: OpenApiDocument; page: string }> | undefined;
-  const docs = () => {
-    built ??= Promise.all([import('../openapi.js'), import('../openapi/html.js')])
-      .then(([openapi, html]) => {
-        const doc = openapi.openApiDocument(deps.config);
-        return { doc, page: html.renderDocsPage(doc) };
-      })
-      .catch((err: unknown) => {
-        built = undefined; // tried again on the next request
-        throw err;
-      });
-    return built;
-  };
+  const docs = loadOnce(async () => {
+    const [openapi, html] = await Promise.all([
+      import('../openapi.js'),
+      import('../openapi/html.js'),
+    ]);
+    const doc = openapi.openApiDocument(deps.config);
+    return { doc, page: html.renderDocsPage(doc) };
+  });
 
   router.get('/openapi.json', async (ctx) => {
     ctx.body = (await docs()).doc;
