@@ -286,7 +286,7 @@ export class JobGateway {
         this.listen(id, wake);
 
         try {
-          const view = await this.view(job);
+          const view = await this.view(job, true);
           const left = deadline - Date.now();
           if (view.state === 'succeeded' || view.state === 'failed' || left <= 0) return view;
           const ended = await Promise.race([woken, sleep(Math.min(this.pollMs, left), undefined)]);
@@ -301,15 +301,21 @@ export class JobGateway {
     }
   }
 
-  /** The job as Redis has it now: its state, and its attempts, progress and outcome so far. */
-  async view(job: Job): Promise<JobView> {
+  /**
+   * The job as Redis has it now: its state, and its attempts, progress and outcome so far. A
+   * job just read from Redis is read again only once it has ended; one held for a while (`held`,
+   * as a wait holds the job it added) is read again whatever its state.
+   */
+  async view(job: Job, held = false): Promise<JobView> {
     let state: JobState | 'unknown';
-    let fresh: Job | undefined;
+    let fresh: Job | undefined = job;
     try {
       const queue = this.queues[job.queueName as QueueName];
       // The state first: a job read after it says it ended holds what it ended with.
       state = await job.getState();
-      fresh = await queue.getJob(job.id!);
+      if (held || state === 'completed' || state === 'failed') {
+        fresh = await queue.getJob(job.id!);
+      }
     } catch (err) {
       throw errors.queueUnavailable(err);
     }

@@ -41,6 +41,20 @@ async function settled(stack: Stack, id: string, timeoutMs = 60_000) {
   }
 }
 
+/** Runs `check` on the store of a new import `id` (two columns, still being read). */
+async function withImport(stack: Stack, id: string, check: (store: ImportStore) => Promise<void>) {
+  const redis = new Redis(stack.config.redisUrl);
+  try {
+    const store = new ImportStore(redis, stack.config.queuePrefix);
+    const columns = ['username', 'domain'];
+    const layout = { columns, headers: columns, delimiter: ',' as const, crlf: false };
+    await store.create(id, { dryRun: false, layout });
+    await check(store);
+  } finally {
+    redis.disconnect();
+  }
+}
+
 const usernames = (stack: Stack) =>
   stack.keycloak
     .users()
@@ -780,13 +794,7 @@ describe('bulk CSV imports', function () {
     });
 
     it('raises the counts read so far, never lowers them, and keeps the totals', async () => {
-      const redis = new Redis(stack.config.redisUrl);
-      try {
-        const store = new ImportStore(redis, stack.config.queuePrefix);
-        const columns = ['username', 'domain'];
-        const layout = { columns, headers: columns, delimiter: ',' as const, crlf: false };
-        await store.create('so-far-1', { dryRun: false, layout });
-
+      await withImport(stack, 'so-far-1', async (store) => {
         await store.readSoFar('so-far-1', { total: 1000, valid: 990, invalid: 10 });
         // A chunk written again after a later one (a round trip tried again).
         await store.readSoFar('so-far-1', { total: 500, valid: 495, invalid: 5 });
@@ -802,19 +810,11 @@ describe('bulk CSV imports', function () {
         await store.readSoFar('so-far-1', { total: 1500, valid: 1500, invalid: 0 });
         expect(await store.get('so-far-1')).to.include({ state: 'running', total: 1200 });
         await store.cancel('so-far-1');
-      } finally {
-        redis.disconnect();
-      }
+      });
     });
 
     it('keeps a cancel that lands while the file is still being read', async () => {
-      const redis = new Redis(stack.config.redisUrl);
-      try {
-        const store = new ImportStore(redis, stack.config.queuePrefix);
-        const columns = ['username', 'domain'];
-        const layout = { columns, headers: columns, delimiter: ',' as const, crlf: false };
-        await store.create('race-1', { dryRun: false, layout });
-
+      await withImport(stack, 'race-1', async (store) => {
         expect(await store.cancel('race-1')).to.equal('cancelled');
         await store.uploaded('race-1', { total: 3, valid: 3, invalid: 0 });
         expect(await store.get('race-1')).to.include({ state: 'cancelled', valid: 3 });
@@ -822,9 +822,7 @@ describe('bulk CSV imports', function () {
         // One that has expired is not brought back by a cancel.
         expect(await store.cancel('never-was')).to.equal('missing');
         expect(await store.get('never-was')).to.equal(undefined);
-      } finally {
-        redis.disconnect();
-      }
+      });
     });
 
     it('answers 409 to a cancel of an import that has finished', async () => {
