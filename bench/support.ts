@@ -44,7 +44,9 @@ export async function startKitter(
   // BENCH_NODE_ARGS, e.g. `--cpu-prof --cpu-prof-dir=prof`, shows where a process spends time.
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const modeArgs = mode === 'api' ? apiNodeArgs() : mode === 'worker' ? workerNodeArgs() : [];
-  const child = spawn(process.execPath, [...modeArgs, ...nodeArgs, 'dist/main.js', mode], {
+  // BENCH_DIST names another build in the project (see bench/compare.ts).
+  const main = `${process.env.BENCH_DIST ?? 'dist'}/main.js`;
+  const child = spawn(process.execPath, [...modeArgs, ...nodeArgs, main, mode], {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH ?? '',

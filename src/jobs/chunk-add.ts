@@ -1,6 +1,8 @@
 import { Job, type Queue } from 'bullmq';
-// BullMQ's own script for adding one job with a priority, the one `addBulk` runs for each job.
+// BullMQ's own scripts for adding one job with a priority (the one `addBulk` runs for each job
+// of an import's chunk), and one without (what `queue.add` runs for a single request).
 import { addPrioritizedJob } from 'bullmq/dist/esm/scripts/addPrioritizedJob-9.js';
+import { addStandardJob } from 'bullmq/dist/esm/scripts/addStandardJob-9.js';
 
 import type { RedisClient } from '../redis.js';
 
@@ -81,12 +83,67 @@ export class ChunkAdder {
     }
   }
 
-  private runner(): RedisClient & { kitterAddChunk(...args: unknown[]): Promise<unknown> } {
+  /**
+   * Adds one job as `queue.add` adds it, and claims its order key in the same script call, as
+   * `JobGateway.submitBulk` orders jobs: one command a request instead of a `SET … GET` and
+   * BullMQ's script after it (each command is a write to the socket, the largest single cost
+   * of an API request after validation, BENCHMARKS.md §1). Answers the job, whose data names in
+   * `after` the job the key pointed at before, if another. A job whose id exists is not added
+   * again, as with `queue.add`.
+   */
+  async addOne<T extends object>(
+    queue: Queue,
+    name: string,
+    data: T,
+    options: { jobId: string; orderKey: string },
+  ): Promise<Job<T & { after?: string }>> {
+    const { jobId, orderKey } = options;
+    const job = new Job<T & { after?: string }>(
+      queue,
+      name,
+      data,
+      { ...queue.defaultJobOptions, jobId },
+      jobId,
+    );
+    const call = await addCommandOf(queue, job, addStandardJob);
+    if (
+      call.args.length !== addStandardJob.keys + 3 ||
+      typeof call.args[call.keys + 1] !== 'string'
+    ) {
+      throw new ChunkAddFault(`BullMQ no longer adds a job as ${addStandardJob.name}`);
+    }
+    const [packedArgs, json, packedOpts] = call.args.slice(call.keys);
+    const keys = call.args.slice(0, call.keys);
+    const [result, before] = (await this.runner().kitterAddOne(
+      keys.length + 1,
+      ...keys,
+      orderKey,
+      packedArgs,
+      json,
+      packedOpts,
+      this.orderTtlS,
+      jobId,
+    )) as [unknown, string | null];
+    if (typeof result === 'number' && result < 0) {
+      throw new Error(`BullMQ's script refused the job (${result})`);
+    }
+    if (before !== null && before !== jobId) job.data.after = before;
+    return job;
+  }
+
+  private runner(): RedisClient & {
+    kitterAddChunk(...args: unknown[]): Promise<unknown>;
+    kitterAddOne(...args: unknown[]): Promise<unknown>;
+  } {
     if (!this.defined) {
       this.redis.defineCommand('kitterAddChunk', { lua: CHUNK_SCRIPT });
+      this.redis.defineCommand('kitterAddOne', { lua: ONE_SCRIPT });
       this.defined = true;
     }
-    return this.redis as RedisClient & { kitterAddChunk(...args: unknown[]): Promise<unknown> };
+    return this.redis as RedisClient & {
+      kitterAddChunk(...args: unknown[]): Promise<unknown>;
+      kitterAddOne(...args: unknown[]): Promise<unknown>;
+    };
   }
 }
 
@@ -129,32 +186,43 @@ interface Template {
 async function templateOf(queue: Queue, name: string, priority: number): Promise<Template> {
   const jobId = 'template';
   const opts = { ...queue.defaultJobOptions, priority, jobId };
-  const job = new Job(queue, name, {}, opts, jobId);
-  let captured: { command: string; args: unknown[] } | undefined;
-  const recorder = {
-    runCommand: (command: string, args: unknown[]) => {
-      captured = { command, args };
-      return Promise.resolve(jobId);
-    },
-  };
-  const backend = (queue as unknown as { backend: Backend }).backend;
-  await backend.addJobToTransaction(recorder, job.asJSON(), jobId);
-
-  const keyCount = addPrioritizedJob.keys;
+  const call = await addCommandOf(queue, new Job(queue, name, {}, opts, jobId), addPrioritizedJob);
+  const { keys, args } = call;
   const shaped =
-    captured !== undefined &&
-    captured.command.startsWith(`${addPrioritizedJob.name}:`) &&
-    captured.args.length === keyCount + 3 &&
-    Buffer.isBuffer(captured.args[keyCount]) &&
-    Buffer.isBuffer(captured.args[keyCount + 2]);
+    args.length === keys + 3 && Buffer.isBuffer(args[keys]) && Buffer.isBuffer(args[keys + 2]);
   if (!shaped) {
     throw new ChunkAddFault(`BullMQ no longer adds a prioritized job as ${addPrioritizedJob.name}`);
   }
   return {
-    keys: captured!.args.slice(0, keyCount) as string[],
-    args: captured!.args[keyCount] as Buffer,
-    opts: captured!.args[keyCount + 2] as Buffer,
+    keys: args.slice(0, keys) as string[],
+    args: args[keys] as Buffer,
+    opts: args[keys + 2] as Buffer,
   };
+}
+
+/**
+ * The command BullMQ would send to add `job` to `queue` now, handed to the queue's backend
+ * with a client that records the command instead of sending it: the arguments of `script`
+ * (its keys first). A fault when BullMQ would run another script for it.
+ */
+async function addCommandOf(
+  queue: Queue,
+  job: Job,
+  script: { name: string; keys: number },
+): Promise<{ keys: number; args: unknown[] }> {
+  let captured: { command: string; args: unknown[] } | undefined;
+  const recorder = {
+    runCommand: (command: string, args: unknown[]) => {
+      captured = { command, args };
+      return Promise.resolve(job.id);
+    },
+  };
+  const backend = (queue as unknown as { backend: Backend }).backend;
+  await backend.addJobToTransaction(recorder, job.asJSON(), job.id!);
+  if (!captured?.command.startsWith(`${script.name}:`)) {
+    throw new ChunkAddFault(`BullMQ no longer adds such a job as ${script.name}`);
+  }
+  return { keys: script.keys, args: captured.args };
 }
 
 interface Backend {
@@ -202,4 +270,31 @@ while pos <= #lines do
   if type(result) == 'number' and result < 0 then return result end
 end
 return 0
+`;
+
+/**
+ * KEYS: BullMQ's keys for a job without a priority, then the order key. ARGV: BullMQ's packed
+ * arguments, the job's data as JSON and its packed options, the order key's time to live, the
+ * job's id. Claims the order key as CHUNK_SCRIPT does, then runs BullMQ's script. Answers what
+ * BullMQ's script answers (the id, or its negative code) and the job the key pointed at before.
+ */
+const ONE_SCRIPT = `
+local function addOne(KEYS, ARGV)
+${addStandardJob.content}
+end
+
+local queueKeys = {}
+for i = 1, ${addStandardJob.keys} do queueKeys[i] = KEYS[i] end
+local data = ARGV[2]
+local id = ARGV[5]
+
+local before = redis.call('SET', KEYS[${addStandardJob.keys} + 1], id, 'EX', ARGV[4], 'GET')
+if before and before ~= id then
+  local comma = ','
+  if string.sub(data, -2) == '{}' then comma = '' end
+  data = string.sub(data, 1, -2) .. comma .. '"after":' .. cjson.encode(before) .. '}'
+end
+
+local result = addOne(queueKeys, { ARGV[1], data, ARGV[3] })
+return { result, before }
 `;

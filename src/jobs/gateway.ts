@@ -143,7 +143,7 @@ export class JobGateway {
 
   /**
    * Adds many jobs of one type in two round trips (their order keys, then the jobs), ordered
-   * as `submit` orders them. A job whose id exists already is not added again, so a batch sent
+   * as `submit` orders them; a single job with an order key in one (see `ChunkAdder.addOne`). A job whose id exists already is not added again, so a batch sent
    * twice queues each job once. `priority` puts them behind jobs without one (bulk work behind
    * single requests).
    */
@@ -156,6 +156,12 @@ export class JobGateway {
     const ids = items.map((item) => item.jobId ?? randomUUID());
     const ordered: Array<T & Ordered> = items.map((item) => ({ ...item.data }));
 
+    const [only] = items;
+    if (items.length === 1 && only.orderKey && !options.priority) {
+      // A single request: its order key claimed and the job added in one script call.
+      const claim = { jobId: ids[0], orderKey: this.orderKeyOf(only.orderKey) };
+      return [await this.accepted(() => this.chunks.addOne(queue, type, ordered[0], claim))];
+    }
     return this.accepted(async () => {
       const keyed = items.flatMap((item, i) =>
         item.orderKey ? [[item.orderKey, i] as const] : [],

@@ -166,6 +166,52 @@ describe('a chunk of jobs added by script calls that run BullMQ’s add', functi
     expect((await queues.provisioning.getJob('imp-x-r2'))!.data).to.deep.equal(rows[0].data);
   });
 
+  it('adds a single job and claims its order key as queue.add after a SET did', async () => {
+    const story = [
+      { jobId: 'earlier', username: 'bo', data: { v: 1 } },
+      { jobId: 'one', username: 'ana', data: { v: 1, note: 'ñ é' } },
+      { jobId: 'two', username: 'bo', data: { v: 2 } },
+      { jobId: 'two', username: 'bo', data: { v: 2 } },
+      { jobId: 'three', username: 'bo', data: {} },
+    ];
+    const scripted = await stack();
+    const jobs = [];
+    for (const { jobId, username, data } of story) {
+      jobs.push(
+        await scripted.gateway.submit(JOB_TYPES.userUpdate, data, {
+          jobId,
+          orderKey: `user:${username}`,
+        }),
+      );
+    }
+    // The way it was done before: the order key's SET, then BullMQ's own add.
+    const reference = await stack();
+    for (const { jobId, username, data } of story) {
+      const key = `${reference.prefix}:order:user:${username}`;
+      const before = await reference.connection.set(key, jobId, 'EX', 60, 'GET');
+      const after = before && before !== jobId ? { after: before } : {};
+      await reference.queues.provisioning.add(
+        JOB_TYPES.userUpdate,
+        { ...data, ...after },
+        { jobId },
+      );
+    }
+
+    const actual = await snapshot(scripted.prefix);
+    expect(actual).to.deep.equal(await snapshot(reference.prefix));
+    expect(Object.keys(actual)).to.include.members([':provisioning:two', ':order:user:bo']);
+    expect(jobs.map((job) => [job.id, job.data])).to.deep.equal([
+      ['earlier', { v: 1 }],
+      ['one', { v: 1, note: 'ñ é' }],
+      ['two', { v: 2, after: 'earlier' }],
+      ['two', { v: 2 }],
+      ['three', { after: 'two' }],
+    ]);
+    const stored = await scripted.queues.provisioning.getJob('three');
+    expect(stored!.data).to.deep.equal({ after: 'two' });
+    expect(stored!.opts).to.include({ attempts: 3, jobId: 'three' });
+  });
+
   it('does not take a fault of its own for Redis being away (no 503)', async () => {
     const { gateway } = await stack();
 
