@@ -143,9 +143,9 @@ export class JobGateway {
 
   /**
    * Adds many jobs of one type in two round trips (their order keys, then the jobs), ordered
-   * as `submit` orders them; a single job with an order key in one (see `ChunkAdder.addOne`). A job whose id exists already is not added again, so a batch sent
-   * twice queues each job once. `priority` puts them behind jobs without one (bulk work behind
-   * single requests).
+   * as `submit` orders them; a single job with an order key in one (`ChunkAdder.addOne`). A
+   * job whose id exists already is not added again, so a batch sent twice queues each job once.
+   * `priority` puts them behind jobs without one (bulk work behind single requests).
    */
   async submitBulk<T extends object>(
     type: JobType,

@@ -16,13 +16,17 @@ import {
 } from '../model/users.js';
 import { userOfImportRow, type RowCells } from '../imports/columns.js';
 import type { WorkerDeps } from './deps.js';
-import { failAttempt, readingOnly, secretsGone } from './failures.js';
+import { failAttempt, isFinalAttempt, isRetryable, readingOnly, secretsGone } from './failures.js';
 
 /**
- * Creates a user in Keycloak, then in wac-core, then its SIP mapping. Each step's result is
- * saved in the job before the next starts, and a step that finds its record already there
- * (409) adopts it when this job made it, so a re-run after a crash never creates anything
- * twice. A job that fails for good deletes what it made, wac-core first.
+ * Creates a user in Keycloak, then in wac-core, then its SIP mapping. A step that finds its
+ * record already there (409) adopts it when this job made it (the job's id in Keycloak, the
+ * Keycloak id in wac-core, the wac-core user as the mapping's owner), so a re-run after a crash
+ * never creates anything twice. What each step made is kept in the job's `progress`, written
+ * to Redis as the attempt ends, not after each step (three writes of the whole job a user, a
+ * tenth of the worker's time, BENCHMARKS.md §1): with the removal of the passwords when it
+ * succeeds, before its retry when it fails for a moment, with the undo when it fails for good.
+ * A job that fails for good deletes what it made, wac-core first.
  */
 export async function createUser(
   job: Job<UserCreateData>,
@@ -40,17 +44,21 @@ export async function createUser(
     if (!finished) throw secretsGone();
     return { user: await readingOnly(job, () => readBack(deps, finished.who, finished.ids)) };
   }
-  const saves = new SavesMeanwhile(() => job.updateData({ ...data, progress: { ...progress } }));
   const cells = data.import?.cells as RowCells | undefined;
   let spec = data.user;
 
   try {
     const secrets = data.secrets ? deps.secrets.open<UserSecrets>(data.secrets) : {};
     spec ??= userOfImportRow(cells!, secrets);
-    return { user: await runSteps(job, deps, spec, secrets, progress, saves) };
+    const user = await runSteps(job, deps, spec, secrets, progress);
+    // Written with the passwords' removal as the run ends (see removeSecrets).
+    job.data = { ...data, progress: { ...progress } };
+    return { user };
   } catch (err) {
-    // The undo, or the retry, starts once the saves before the failure have landed.
-    await saves.settled();
+    if (isRetryable(err) && !isFinalAttempt(job) && Object.keys(progress).length > 0) {
+      // The retry starts from what this attempt made; unwritten (Redis away), it adopts it.
+      await job.updateData({ ...data, progress: { ...progress } }).catch(() => undefined);
+    }
     const made = spec ?? whoOfCells(cells!);
     throw await failAttempt(job, err, made && (() => undoCreate(job, deps, made, progress)));
   }
@@ -62,7 +70,6 @@ async function runSteps(
   spec: UserSpec,
   secrets: UserSecrets,
   progress: UserCreateProgress,
-  saves: SavesMeanwhile,
 ): Promise<User> {
   const { keycloak, wac } = deps;
 
@@ -74,7 +81,6 @@ async function runSteps(
       () => keycloak.createUser(toKeycloakUser(spec, secrets, job.id!)),
       () => ownKeycloakUserId(job, deps, spec.username),
     );
-    saves.start();
   }
   const keycloakId = progress.keycloakId;
 
@@ -86,7 +92,6 @@ async function runSteps(
         return existing?.externalId === keycloakId ? existing.id : undefined;
       },
     );
-    saves.start();
   }
   const wacUserId = progress.wacUserId;
 
@@ -97,12 +102,10 @@ async function runSteps(
       async () => (await wac.createSipMapping(mapping)).id,
       async () => (await wac.findSipMapping(mapping.ownerUri))?.id,
     );
-    saves.start();
   }
 
   const ids = { domainId: domain.id, keycloakId, wacUserId, mapped: mapping !== undefined };
-  const [user] = await Promise.all([readBack(deps, spec, ids), saves.landed()]);
-  return user;
+  return readBack(deps, spec, ids);
 }
 
 interface MadeIds {
@@ -159,32 +162,6 @@ function whoOfCells(cells: RowCells): UserSpec | undefined {
     return userOfImportRow({ username: cells.username, domain: cells.domain }, {});
   } catch {
     return undefined;
-  }
-}
-
-/**
- * The job's progress, saved after each step while the next step runs. A re-run that finds a
- * record whose id was not saved adopts it by its marks (see adoptOnConflict), so no step need
- * wait for the save before it; every save has landed before the job ends.
- */
-class SavesMeanwhile {
-  private readonly pending: Array<Promise<void>> = [];
-
-  constructor(private readonly save: () => Promise<void>) {}
-
-  start(): void {
-    const saving = this.save();
-    // A failed save surfaces through `landed`, not as an unhandled rejection.
-    saving.catch(() => undefined);
-    this.pending.push(saving);
-  }
-
-  async landed(): Promise<void> {
-    await Promise.all(this.pending);
-  }
-
-  async settled(): Promise<void> {
-    await Promise.allSettled(this.pending);
   }
 }
 

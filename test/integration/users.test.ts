@@ -164,6 +164,58 @@ describe('creating users through the queue', function () {
     expect(job.attempts).to.be.greaterThan(1);
   });
 
+  it('retries from what the failed attempt made, and keeps it with the finished job', async () => {
+    stack.wac.faults.set({ error_rate: 1, error_status: 503, paths: '^POST /sapi/sipMappings' });
+    const pending = stack.call('POST', '/users', userBody('ada'));
+    while (stack.wac.faults.counts.errors === 0) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    // The first attempt's records, saved as it failed, before its retry.
+    const jobKey = `${stack.config.queuePrefix}:provisioning:${await onlyJobId()}`;
+    const redis = new Redis(stack.config.redisUrl);
+    let saved: { progress?: Record<string, string> } = {};
+    for (let tries = 0; tries < 100 && !saved.progress; tries++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      saved = JSON.parse((await redis.hget(jobKey, 'data')) ?? '{}');
+    }
+    stack.wac.faults.reset();
+
+    const answer = await pending;
+
+    expect(answer.status).to.equal(201);
+    expect(saved).to.have.property('progress').that.has.keys('keycloakId', 'wacUserId');
+    const creates = (calls: Record<string, number>, path: RegExp) =>
+      Object.entries(calls)
+        .filter(([route]) => path.test(route))
+        .reduce((sum, [, count]) => sum + count, 0);
+    // Each record was asked for once: the retry did not create and then adopt them.
+    expect(creates(stack.keycloak.calls.all(), /^POST \/admin\/realms\/[^/]+\/users$/)).to.equal(1);
+    expect(creates(stack.wac.calls.all(), /^POST \/sapi\/users$/)).to.equal(1);
+    const ended = JSON.parse((await redis.hget(jobKey, 'data'))!);
+    await redis.quit();
+    expect(ended.progress).to.deep.equal({
+      keycloakId: answer.body.user.id,
+      wacUserId: stack.wac.users()[0].id,
+      sipMappingId: stack.wac.sipMappings()[0].id,
+    });
+    expect(ended).to.include({ secretsRemoved: true, endedAs: 'succeeded' });
+    expect(ended).not.to.have.property('secrets');
+  });
+
+  /** The id of the one user.create job in the queue. */
+  async function onlyJobId(): Promise<string> {
+    const redis = new Redis(stack.config.redisUrl);
+    const keys = await redis.keys(`${stack.config.queuePrefix}:provisioning:*-*-*-*-*`);
+    const creates = [];
+    for (const key of keys) {
+      if ((await redis.type(key)) !== 'hash') continue;
+      if ((await redis.hget(key, 'name')) === 'user.create') creates.push(key.split(':').pop()!);
+    }
+    await redis.quit();
+    expect(creates).to.have.length(1);
+    return creates[0];
+  }
+
   it('answers 202 with the attempts made so far when the wait ends first', async () => {
     stack.wac.faults.set({ error_rate: 1, error_status: 503, paths: '^POST /sapi/users' });
     try {
