@@ -89,7 +89,9 @@ export class ChunkAdder {
    * BullMQ's script after it (each command is a write to the socket, the largest single cost
    * of an API request after validation, BENCHMARKS.md §1). Answers the job, whose data names in
    * `after` the job the key pointed at before, if another. A job whose id exists is not added
-   * again, as with `queue.add`.
+   * again, as with `queue.add`, nor does it take its order key back. What `queue.add` does
+   * beside the script is left out, none of it used here: its checks of options and ids (kitter's
+   * ids are UUIDs and import row names), its telemetry span, its local 'waiting' event.
    */
   async addOne<T extends object>(
     queue: Queue,
@@ -229,6 +231,15 @@ interface Backend {
   addJobToTransaction(client: unknown, job: unknown, jobId: string): Promise<unknown>;
 }
 
+/** Lua: a job's data (a JSON object) with `after` added as its last field. */
+const WITH_AFTER = `
+local function withAfter(data, before)
+  local comma = ','
+  if string.sub(data, -2) == '{}' then comma = '' end
+  return string.sub(data, 1, -2) .. comma .. '"after":' .. cjson.encode(before) .. '}'
+end
+`;
+
 /**
  * KEYS: BullMQ's keys for a prioritized job. ARGV: the template's packed arguments and options,
  * the order keys' time to live and prefix, the jobs' lines. The order keys are named here, as
@@ -241,6 +252,7 @@ local function addOne(KEYS, ARGV)
 ${addPrioritizedJob.content}
 end
 
+${WITH_AFTER}
 local queueKeys = {}
 for i = 1, ${addPrioritizedJob.keys} do queueKeys[i] = KEYS[i] end
 local args = cmsgpack.unpack(ARGV[1])
@@ -259,9 +271,10 @@ while pos <= #lines do
   local data = string.sub(lines, idEnd + 1, dataEnd - 1)
   pos = dataEnd + 1
 
-  local before = redis.call('SET', orderKey, id, 'EX', ttl, 'GET')
-  if before and before ~= id then
-    data = string.sub(data, 1, -2) .. ',"after":' .. cjson.encode(before) .. '}'
+  -- A job there already is not added again, and its key stays with the job added since.
+  if redis.call('EXISTS', args[1] .. id) == 0 then
+    local before = redis.call('SET', orderKey, id, 'EX', ttl, 'GET')
+    if before and before ~= id then data = withAfter(data, before) end
   end
 
   args[2] = id
@@ -283,16 +296,17 @@ local function addOne(KEYS, ARGV)
 ${addStandardJob.content}
 end
 
+${WITH_AFTER}
 local queueKeys = {}
 for i = 1, ${addStandardJob.keys} do queueKeys[i] = KEYS[i] end
 local data = ARGV[2]
 local id = ARGV[5]
 
-local before = redis.call('SET', KEYS[${addStandardJob.keys} + 1], id, 'EX', ARGV[4], 'GET')
-if before and before ~= id then
-  local comma = ','
-  if string.sub(data, -2) == '{}' then comma = '' end
-  data = string.sub(data, 1, -2) .. comma .. '"after":' .. cjson.encode(before) .. '}'
+-- A job there already (a replay) is not added again, and its key stays with the job added since.
+local before = false
+if redis.call('EXISTS', cmsgpack.unpack(ARGV[1])[1] .. id) == 0 then
+  before = redis.call('SET', KEYS[${addStandardJob.keys} + 1], id, 'EX', ARGV[4], 'GET')
+  if before and before ~= id then data = withAfter(data, before) end
 end
 
 local result = addOne(queueKeys, { ARGV[1], data, ARGV[3] })

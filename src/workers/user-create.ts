@@ -26,6 +26,7 @@ import { failAttempt, isFinalAttempt, isRetryable, readingOnly, secretsGone } fr
  * to Redis as the attempt ends, not after each step (three writes of the whole job a user, a
  * tenth of the worker's time, BENCHMARKS.md §1): with the removal of the passwords when it
  * succeeds, before its retry when it fails for a moment, with the undo when it fails for good.
+ * (`ranBefore` does not need it: BullMQ counts a job's starts, and a retry by hand marks it.)
  * A job that fails for good deletes what it made, wac-core first.
  */
 export async function createUser(
@@ -51,7 +52,8 @@ export async function createUser(
     const secrets = data.secrets ? deps.secrets.open<UserSecrets>(data.secrets) : {};
     spec ??= userOfImportRow(cells!, secrets);
     const user = await runSteps(job, deps, spec, secrets, progress);
-    // Written with the passwords' removal as the run ends (see removeSecrets).
+    // Written with the passwords' removal as the run ends (see removeSecrets). A job without
+    // passwords writes nothing: run again, it adopts what it made (and needs no password).
     job.data = { ...data, progress: { ...progress } };
     return { user };
   } catch (err) {

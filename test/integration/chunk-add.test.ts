@@ -171,8 +171,10 @@ describe('a chunk of jobs added by script calls that run BullMQ’s add', functi
       { jobId: 'earlier', username: 'bo', data: { v: 1 } },
       { jobId: 'one', username: 'ana', data: { v: 1, note: 'ñ é' } },
       { jobId: 'two', username: 'bo', data: { v: 2 } },
-      { jobId: 'two', username: 'bo', data: { v: 2 } },
       { jobId: 'three', username: 'bo', data: {} },
+      // A replay: not added again, and bo's key stays with 'three'.
+      { jobId: 'two', username: 'bo', data: { v: 2 } },
+      { jobId: 'four', username: 'bo', data: { v: 4 } },
     ];
     const scripted = await stack();
     const jobs = [];
@@ -184,11 +186,12 @@ describe('a chunk of jobs added by script calls that run BullMQ’s add', functi
         }),
       );
     }
-    // The way it was done before: the order key's SET, then BullMQ's own add.
+    // The same in two commands: the order key's SET, unless the job is there, then queue.add.
     const reference = await stack();
     for (const { jobId, username, data } of story) {
       const key = `${reference.prefix}:order:user:${username}`;
-      const before = await reference.connection.set(key, jobId, 'EX', 60, 'GET');
+      const there = await reference.queues.provisioning.getJob(jobId);
+      const before = there ? null : await reference.connection.set(key, jobId, 'EX', 60, 'GET');
       const after = before && before !== jobId ? { after: before } : {};
       await reference.queues.provisioning.add(
         JOB_TYPES.userUpdate,
@@ -204,12 +207,23 @@ describe('a chunk of jobs added by script calls that run BullMQ’s add', functi
       ['earlier', { v: 1 }],
       ['one', { v: 1, note: 'ñ é' }],
       ['two', { v: 2, after: 'earlier' }],
-      ['two', { v: 2 }],
       ['three', { after: 'two' }],
+      ['two', { v: 2 }],
+      ['four', { v: 4, after: 'three' }],
     ]);
     const stored = await scripted.queues.provisioning.getJob('three');
     expect(stored!.data).to.deep.equal({ after: 'two' });
     expect(stored!.opts).to.include({ attempts: 3, jobId: 'three' });
+  });
+
+  it('leaves an order key with the job added since when a chunk is sent again', async () => {
+    const { gateway, prefix } = await tell(viaChunk);
+    await gateway.submit(JOB_TYPES.userUpdate, { v: 2 }, { jobId: 'later', orderKey: 'user:bo' });
+
+    await viaChunk(gateway, rows);
+
+    expect(await admin.get(`${prefix}:order:user:bo`)).to.equal('later');
+    expect(await admin.get(`${prefix}:order:user:ana`)).to.equal('imp-x-r2');
   });
 
   it('does not take a fault of its own for Redis being away (no 503)', async () => {
