@@ -158,7 +158,7 @@ export async function retryJob(queues: Queues, id: string): Promise<JobView> {
   }
 
   try {
-    await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
+    await retryAfresh(job);
   } catch (err) {
     // Another operator retried or removed it in between.
     if (/not in the failed state|Missing key/i.test(String(err))) {
@@ -168,6 +168,21 @@ export async function retryJob(queues: Queues, id: string): Promise<JobView> {
   }
   const fresh = await queues[job.queueName as QueueName].getJob(id);
   return toView(fresh ?? job, 'waiting');
+}
+
+/**
+ * Puts a failed job back with its attempts, and its starts, counted afresh (the API's retry and
+ * the board's). A job that started before is marked so in its data first: its runs may have made
+ * records that nothing wrote down (BullMQ fails a job that stalled too often without kitter's
+ * code), and `ranBefore` must still tell, so that a cancel of its import undoes the row rather
+ * than drop it.
+ */
+export async function retryAfresh(job: Job, retry: Job['retry'] = job.retry.bind(job)) {
+  const data = job.data as { startedBefore?: boolean } | null;
+  if (job.attemptsStarted > 0 && typeof data === 'object' && data && !data.startedBefore) {
+    await job.updateData({ ...data, startedBefore: true });
+  }
+  await retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
 }
 
 /** Removes a job that is not running: a running job is owned by its worker until it ends. */

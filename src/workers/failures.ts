@@ -10,11 +10,13 @@ export function isFinalAttempt(job: Job): boolean {
 
 /**
  * True when the job has run before: an earlier attempt, or a run its worker died in, may have
- * made records. `runningNow` for a job being run (BullMQ has counted this start already).
+ * made records. `runningNow` for a job being run (BullMQ has counted this start already). A
+ * retry by hand counts starts afresh and marks the job instead (`retryAfresh`).
  */
 export function ranBefore(job: Job, runningNow: boolean): boolean {
   const earlierStarts = job.attemptsStarted - (runningNow ? 1 : 0);
-  return earlierStarts > 0 || (job.data as { progress?: unknown }).progress !== undefined;
+  const data = job.data as { progress?: unknown; startedBefore?: boolean };
+  return earlierStarts > 0 || data.progress !== undefined || data.startedBefore === true;
 }
 
 export function isRetryable(err: unknown): boolean {

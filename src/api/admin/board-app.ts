@@ -4,6 +4,7 @@ import { KoaAdapter } from '@bull-board/koa';
 import type { Queue } from 'bullmq';
 import type Koa from 'koa';
 
+import { retryAfresh } from '../../jobs/job-controls.js';
 import type { Queues } from '../../jobs/queues.js';
 import type { ApiState } from '../middleware.js';
 import { BOARD_PATH, LOGIN_PATH } from './login.js';
@@ -54,7 +55,7 @@ class KitterQueueAdapter extends BullMQAdapter {
       job.retry = async (state) => {
         // The board's API takes a retry of a succeeded job even where its page offers none.
         if (state === 'completed') throw new Error('a succeeded job is not run again');
-        await retry(state, { resetAttemptsMade: true, resetAttemptsStarted: true });
+        await retryAfresh(job, retry);
       };
     }
     return job;
