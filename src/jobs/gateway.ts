@@ -292,7 +292,9 @@ export class JobGateway {
         this.listen(id, wake);
 
         try {
-          const view = await this.view(job, true);
+          const { view, gone } = await this.read(job, true);
+          // Removed while it waited (from the board, or `DELETE /jobs/{id}`): it will not run.
+          if (gone) throw errors.conflict(`job ${id} was removed before it ended`);
           const left = deadline - Date.now();
           if (view.state === 'succeeded' || view.state === 'failed' || left <= 0) return view;
           const ended = await Promise.race([woken, sleep(Math.min(this.pollMs, left), undefined)]);
@@ -313,6 +315,11 @@ export class JobGateway {
    * as a wait holds the job it added) is read again whatever its state.
    */
   async view(job: Job, held = false): Promise<JobView> {
+    return (await this.read(job, held)).view;
+  }
+
+  /** `view`, and whether the job is gone from Redis (removed, or kept no longer). */
+  private async read(job: Job, held: boolean): Promise<{ view: JobView; gone: boolean }> {
     let state: JobState | 'unknown';
     let fresh: Job | undefined = job;
     try {
@@ -325,7 +332,7 @@ export class JobGateway {
     } catch (err) {
       throw errors.queueUnavailable(err);
     }
-    return toView(fresh ?? job, state);
+    return { view: toView(fresh ?? job, state), gone: state === 'unknown' && !fresh };
   }
 
   async close(): Promise<void> {

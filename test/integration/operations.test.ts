@@ -223,6 +223,28 @@ describe('operations', function () {
     expect(stack.keycloak.users().map((user) => user.username)).to.deep.equal(['later']);
   });
 
+  it('answers a request whose job is removed while it waits: 409, not 202 at its end', async () => {
+    await stack.call('POST', '/queues/provisioning/pause');
+    const started = Date.now();
+    const pending = stack.call('POST', '/users', plainUser('never'), { prefer: 'wait=20' });
+    let id: string | undefined;
+    await until('the job to be queued', async () => {
+      id = (await stack.call('GET', '/jobs?state=queued&type=user.create')).body.jobs[0]?.id;
+      return id !== undefined;
+    });
+
+    const removed = await stack.call('DELETE', `/jobs/${id}`);
+    const answer = await pending;
+
+    expect(removed.status).to.equal(204);
+    expect(answer.status).to.equal(409);
+    expect(answer.body).to.deep.equal({
+      error: `job ${id} was removed before it ended`,
+      code: 'conflict',
+    });
+    expect(Date.now() - started).to.be.lessThan(15_000);
+  });
+
   it('answers 404 for an unknown queue', async () => {
     const answer = await stack.call('POST', '/queues/nope/pause');
 
