@@ -175,13 +175,19 @@ export function isRedisAway(err: unknown): boolean {
 
 /**
  * Logs Redis connection trouble once a second at most: during an outage every client reports
- * every failed reconnect, and the log must stay readable.
+ * every failed reconnect, and the log must stay readable. Each line names who reported it (a
+ * worker's queue, when told) and how many reports were left unsaid since the line before.
  */
-export function redisTrouble(logger: Logger): (err: Error) => void {
+export function redisTrouble(logger: Logger): (err: Error, queue?: string) => void {
   let last = 0;
-  return (err) => {
-    if (Date.now() - last < 1000) return;
+  let unsaid = 0;
+  return (err, queue) => {
+    if (Date.now() - last < 1000) {
+      unsaid++;
+      return;
+    }
     last = Date.now();
-    logger.warn({ err: err.message }, 'Redis connection trouble');
+    logger.warn({ err: err.message, queue, unsaid }, 'Redis connection trouble');
+    unsaid = 0;
   };
 }

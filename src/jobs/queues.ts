@@ -67,11 +67,11 @@ export function createQueues(
   connection: RedisClient,
   prefix: string,
   policy: RetryPolicy,
-  onError: (err: Error) => void,
+  onError: (err: Error, queue: QueueName) => void,
 ): Queues {
   const make = (name: QueueName) => {
     const queue = new Queue(name, { connection, prefix, defaultJobOptions: jobOptions(policy) });
-    queue.on('error', onError);
+    queue.on('error', (err) => onError(err, name));
     return queue;
   };
   return { provisioning: make('provisioning'), logout: make('logout'), imports: make('imports') };

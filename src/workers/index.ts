@@ -116,7 +116,7 @@ export function startWorkers(deps: WorkerDeps, options: WorkerOptions): RunningW
     // Redis away: each of a worker's connections reports each try to reconnect (a hundred lines
     // in an outage of seconds), said once a second at most; anything else, each time.
     worker.on('error', (err) => {
-      if (isRedisAway(err)) trouble(err);
+      if (isRedisAway(err)) trouble(err, name);
       else deps.logger.error({ err: String(err), queue: name }, 'worker error');
     });
     return worker;

@@ -203,6 +203,9 @@ describe('crashes, shutdowns and outages', function () {
       // The workers' connections failing to reconnect: warned once a second, not an error each.
       const workerErrors = stack.logs.filter((line) => line.includes('"msg":"worker error"'));
       expect(workerErrors).to.deep.equal([]);
+      const trouble =
+        /"queue":"(provisioning|logout|imports)","unsaid":\d+,"msg":"Redis connection/;
+      expect(stack.logs.join('')).to.match(trouble);
     });
   });
 
