@@ -1,6 +1,8 @@
 import { Job, type Queue } from 'bullmq';
 // BullMQ's own scripts for adding one job with a priority (the one `addBulk` runs for each job
-// of an import's chunk), and one without (what `queue.add` runs for a single request).
+// of an import's chunk), and one without (what `queue.add` runs for a single request). BullMQ
+// is pinned to one version in package.json: these paths are that version's, and every write
+// of the API goes through them.
 import { addPrioritizedJob } from 'bullmq/dist/esm/scripts/addPrioritizedJob-9.js';
 import { addStandardJob } from 'bullmq/dist/esm/scripts/addStandardJob-9.js';
 
