@@ -20,7 +20,7 @@ interface JobBase extends Ordered {
 
 export type EndedAs = 'succeeded' | 'failed' | 'cancelled';
 
-/** What a job has done so far, saved after each step so a re-run picks up from there. */
+/** What a user.create has made so far, written as an attempt ends: its retry starts there. */
 export interface UserCreateProgress {
   keycloakId?: string;
   wacUserId?: string;
