@@ -79,7 +79,8 @@ const name = Joi.string()
   .pattern(/^[^<>&"$%!#?§;*~/\\|^=[\]{}()\x00-\x1f\x7f-\x9f]*$/)
   .rule({
     message:
-      '{{#label}} may not hold line breaks or any of < > & " $ % ! # ? § ; * ~ / \\ | ^ = [ ] ( )',
+      '{{#label}} may not hold line breaks, braces or any of ' +
+      '< > & " $ % ! # ? § ; * ~ / \\ | ^ = [ ] ( )',
   });
 const secret = Joi.string().min(1).max(1024);
 
