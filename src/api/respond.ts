@@ -43,10 +43,11 @@ export async function answerJob(
   added = false,
 ): Promise<void> {
   const timeoutMs = waitTimeMs(ctx, policy);
+  // Set first: an error while waiting (the job removed, Redis away) names the job too.
+  ctx.set('Kitter-Job', job.id!);
   let view: JobView;
   if (timeoutMs > 0) view = await gateway.wait(job, timeoutMs);
   else view = added ? toView(job, 'waiting') : await gateway.view(job);
-  ctx.set('Kitter-Job', view.id);
 
   if (view.state === 'succeeded') {
     ctx.status = status;

@@ -238,6 +238,7 @@ describe('operations', function () {
 
     expect(removed.status).to.equal(204);
     expect(answer.status).to.equal(409);
+    expect(answer.headers.get('kitter-job')).to.equal(id);
     expect(answer.body).to.deep.equal({
       error: `job ${id} was removed before it ended`,
       code: 'conflict',

@@ -7,9 +7,9 @@ import type { ApiDeps } from '../../src/api/deps.js';
 import { healthRoutes } from '../../src/api/routes/health.js';
 
 /** Serves the health routes over deps whose Redis answers and whose one queue is as given. */
-async function readiness(queueOpened: Promise<void>) {
+async function readiness(queueOpened: Promise<void>, ping = async () => 'PONG') {
   const deps = {
-    redis: { ping: async () => 'PONG' },
+    redis: { ping },
     queues: { provisioning: { waitUntilReady: () => queueOpened } },
     keycloak: { checkToken: async () => undefined },
     wac: { listDomains: async () => [] },
@@ -41,5 +41,17 @@ describe('readiness', () => {
       redis: 'Reached the max retries per request limit',
     });
     expect(fine.status).to.equal(200);
+  });
+
+  it('says Redis is not reachable in words, not in ioredis’s', async () => {
+    const away = async () => {
+      throw new Error("Stream isn't writeable and enableOfflineQueue options is false");
+    };
+
+    const answer = await readiness(Promise.resolve(), away);
+
+    expect(answer.status).to.equal(503);
+    expect(answer.body.checks).to.deep.include({ redis: 'not reachable' });
+    expect(answer.body.error).to.equal('not ready: redis unreachable');
   });
 });

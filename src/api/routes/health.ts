@@ -1,5 +1,6 @@
 import Router from '@koa/router';
 
+import { isRedisUnreachable } from '../../redis.js';
 import type { ApiDeps } from '../deps.js';
 import { unavailableFor, type ApiState } from '../middleware.js';
 
@@ -17,7 +18,10 @@ export function healthRoutes(deps: ApiDeps): Router<ApiState> {
     // All at once, each bounded: the answer comes within CHECK_TIMEOUT_MS however many hang.
     const checks = {
       redis: check(async () => {
-        await deps.redis.ping();
+        await deps.redis.ping().catch((err: unknown) => {
+          // ioredis's words for it ("Stream isn't writeable and enableOfflineQueue…") say less.
+          throw isRedisUnreachable(err) ? new Error('not reachable') : err;
+        });
         // A queue whose opening failed refuses every write: not ready (see service.ts).
         await Promise.all(Object.values(deps.queues).map((queue) => queue.waitUntilReady()));
       }),
