@@ -161,6 +161,69 @@ describe('the queue dashboard', function () {
     expect(JSON.parse(seen[1]).job.data.secrets).to.equal('[sealed; removed when the job ends]');
   });
 
+  it('retries all failed jobs with all their attempts again, and no succeeded job', async () => {
+    stack.wac.faults.set({ error_rate: 1, error_status: 400, paths: '^POST /sapi/users' });
+    const failed = await stack.call('POST', '/users', plainUser('carl'));
+    stack.wac.faults.reset();
+    const made = await stack.call('POST', '/users', plainUser('dora'));
+    const board = `${stack.service.url}/admin/queues/api/queues/provisioning/retry`;
+    const headers = { authorization: `Bearer ${API_TOKEN}` };
+
+    const all = await fetch(`${board}/failed`, { method: 'PUT', headers });
+    const retried = await all.json();
+    const job = await waitForJob(stack, failed.headers.get('kitter-job')!);
+    const again = await fetch(`${board}/completed`, { method: 'PUT', headers });
+    await again.arrayBuffer();
+
+    expect([failed.status, made.status]).to.deep.equal([400, 201]);
+    expect(all.status).to.equal(200);
+    expect(retried).to.include({ retried: 1 });
+    expect(job.state).to.equal('succeeded');
+    // Its attempts counted afresh, as POST /jobs/{id}/retry counts them.
+    expect(job.attempts).to.equal(1);
+    expect(again.status).to.be.at.least(400);
+    const dora = await stack.call('GET', `/jobs/${made.headers.get('kitter-job')}`);
+    expect(dora.body.job.attempts).to.equal(1);
+    expect(
+      stack.keycloak
+        .users()
+        .map((user) => user.username)
+        .sort(),
+    ).to.deep.equal(['carl', 'dora']);
+  });
+
+  it('adds no job and replaces no job data from the board', async () => {
+    await stack.call('POST', '/queues/provisioning/pause');
+    const waiting = await stack.call('POST', '/users', plainUser('erin'), {
+      prefer: 'respond-async',
+    });
+    const id = waiting.body.job.id;
+    const board = `${stack.service.url}/admin/queues/api/queues/provisioning`;
+    const headers = { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' };
+
+    const added = await fetch(`${board}/add`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ name: 'user.create', data: { user: { username: 'x' } } }),
+    });
+    const edited = await fetch(`${board}/${id}/update-data`, {
+      method: 'PATCH',
+      headers,
+      body: JSON.stringify({ jobData: { user: { username: 'y' } } }),
+    });
+    const texts = [await added.text(), await edited.text()];
+    const jobs = (await stack.call('GET', '/jobs?type=user.create')).body;
+    await stack.call('POST', '/queues/provisioning/resume');
+    const job = await waitForJob(stack, id);
+
+    expect([added.status, edited.status], texts.join(' ')).to.deep.equal([405, 405]);
+    expect(texts[0]).to.include("jobs are added through kitter's API");
+    expect(texts[1]).to.include("a job's data is what its request was checked as");
+    expect(jobs.total).to.equal(1);
+    expect(job.state).to.equal('succeeded');
+    expect(job.result.user).to.include({ username: 'erin' });
+  });
+
   describe('in a real browser', () => {
     let browser: BrowserContext | undefined;
     let profile: string | undefined;
