@@ -158,7 +158,7 @@ export async function retryJob(queues: Queues, id: string): Promise<JobView> {
   }
 
   try {
-    await retryAfresh(job);
+    await retryAfresh(queues[job.queueName as QueueName], job);
   } catch (err) {
     // Another operator retried or removed it in between.
     if (/not in the failed state|Missing key/i.test(String(err))) {
@@ -174,16 +174,41 @@ export async function retryJob(queues: Queues, id: string): Promise<JobView> {
  * Puts a failed job back with its attempts, and its starts, counted afresh (the API's retry and
  * the board's). A job that started before is marked so in its data first: its runs may have made
  * records that nothing wrote down (BullMQ fails a job that stalled too often without kitter's
- * code), and `ranBefore` must still tell, so that a cancel of its import undoes the row rather
- * than drop it.
+ * code), and `ranBefore` must still tell, so that a cancel of its import lets the row finish
+ * (or undo what it made) rather than drop it. The mark is written only while the job is still
+ * failed: a retry that overlaps this one (the board and the API at once) may already have set
+ * it running, and what its run writes is not overwritten.
  */
-export async function retryAfresh(job: Job, retry: Job['retry'] = job.retry.bind(job)) {
+export async function retryAfresh(
+  queue: Queue,
+  job: Job,
+  retry: Job['retry'] = job.retry.bind(job),
+): Promise<void> {
   const data = job.data as { startedBefore?: boolean } | null;
   if (job.attemptsStarted > 0 && typeof data === 'object' && data && !data.startedBefore) {
-    await job.updateData({ ...data, startedBefore: true });
+    const marked = { ...data, startedBefore: true };
+    const redis = queue.opts.connection as RedisClient;
+    const id = job.id!;
+    await redis.eval(
+      DATA_WHILE_FAILED,
+      2,
+      queue.toKey('failed'),
+      queue.toKey(id),
+      id,
+      JSON.stringify(marked),
+    );
+    job.data = marked;
   }
   await retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
 }
+
+/** KEYS: the queue's failed set, the job. ARGV: its id, its new data. */
+const DATA_WHILE_FAILED = `
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('HSET', KEYS[2], 'data', ARGV[2])
+end
+return 0
+`;
 
 /** Removes a job that is not running: a running job is owned by its worker until it ends. */
 export async function removeJob(queues: Queues, id: string): Promise<void> {

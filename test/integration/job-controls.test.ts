@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 
-import { retryJob } from '../../src/jobs/job-controls.js';
+import { retryAfresh, retryJob } from '../../src/jobs/job-controls.js';
 import { JOB_TYPES, createQueues } from '../../src/jobs/queues.js';
 import { ranBefore } from '../../src/workers/failures.js';
 import { testRedisUrl } from '../support/redis.js';
@@ -48,6 +48,19 @@ describe('a failed job retried by hand', function () {
       expect(retried.attemptsStarted).to.equal(0);
       expect(ranBefore(retried, false)).to.equal(true);
       expect(retried.data).to.deep.equal({ v: 1, startedBefore: true });
+
+      // A retry that overlaps (it read the job while it was failed) writes nothing over what
+      // the job's data has become since, and is refused.
+      await retried.updateData({ v: 2, startedBefore: true });
+      const late = await retryAfresh(queues.provisioning, failed).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(String(late)).to.match(/not in the failed state/);
+      expect((await queues.provisioning.getJob('j1'))!.data).to.deep.equal({
+        v: 2,
+        startedBefore: true,
+      });
     } finally {
       await failing.close();
       await Promise.all(Object.values(queues).map((queue) => queue.close()));
