@@ -293,13 +293,18 @@ export class JobGateway {
 
         try {
           const { view, gone } = await this.read(job, true);
-          // Removed while it waited (from the board, or `DELETE /jobs/{id}`): it will not run.
-          if (gone) throw errors.conflict(`job ${id} was removed before it ended`);
+          if (gone) {
+            // Ended, and removed at once by an operator: the event it ended with still says how.
+            const ended = await Promise.race([woken, NOT_YET]);
+            if (ended && ended !== 'not yet') return succeededWith(view, ended);
+            // Removed while it waited (the board, `DELETE /jobs/{id}`): it will not run again,
+            // though an earlier attempt, if any, may have made records.
+            throw errors.conflict(`job ${id} was removed before it ended`);
+          }
           const left = deadline - Date.now();
           if (view.state === 'succeeded' || view.state === 'failed' || left <= 0) return view;
           const ended = await Promise.race([woken, sleep(Math.min(this.pollMs, left), undefined)]);
-          if (ended)
-            return { ...view, state: 'succeeded', progress: 100, result: ended.result ?? null };
+          if (ended) return succeededWith(view, ended);
         } finally {
           this.unlisten(id, wake);
         }
@@ -414,6 +419,14 @@ export class JobGateway {
   private wake(id: string, event?: JobEnded): void {
     for (const wake of this.waiting.get(id) ?? []) wake(event);
   }
+}
+
+/** Raced after a promise: wins only when that promise has not settled yet. */
+const NOT_YET = Promise.resolve('not yet' as const);
+
+/** A job's view as the `completed` event that woke a wait tells its end. */
+function succeededWith(view: JobView, ended: JobEnded): JobView {
+  return { ...view, state: 'succeeded', progress: 100, result: ended.result ?? null };
 }
 
 export function toView(job: Job, state: JobState | 'unknown'): JobView {
