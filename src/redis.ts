@@ -175,8 +175,9 @@ export function isRedisAway(err: unknown): boolean {
 
 /**
  * Logs Redis connection trouble once a second at most: during an outage every client reports
- * every failed reconnect, and the log must stay readable. Each line names who reported it (a
- * worker's queue, when told) and how many reports were left unsaid since the line before.
+ * every failed reconnect, and the log must stay readable. Each line names the queue whose
+ * report it is, when told (every queue of a process reports the same outage), and how many
+ * reports, of any queue, were left unsaid since the line before.
  */
 export function redisTrouble(logger: Logger): (err: Error, queue?: string) => void {
   let last = 0;

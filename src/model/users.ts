@@ -79,7 +79,7 @@ const name = Joi.string()
   .pattern(/^[^<>&"$%!#?§;*~/\\|^=[\]{}()\x00-\x1f\x7f-\x9f]*$/)
   .rule({
     message:
-      '{{#label}} may not hold line breaks, braces or any of ' +
+      '{{#label}} may not hold control characters (line breaks, tabs), braces or any of ' +
       '< > & " $ % ! # ? § ; * ~ / \\ | ^ = [ ] ( )',
   });
 const secret = Joi.string().min(1).max(1024);

@@ -27,7 +27,7 @@ describe('worker processes sharing one queue', function () {
       worker.child.kill('SIGTERM');
       await worker.exited;
     }
-    await stack.close();
+    await stack?.close();
   });
 
   it('runs each job once, in one process or the other, and both take a share', async () => {

@@ -197,7 +197,9 @@ const BAD_PARAMETER = '`validation_failed`: a malformed parameter; `details` nam
 /** What every write adds to its 400 and 409 answers, through `Idempotency-Key`. */
 const IDEMPOTENCY_FAILURES: Record<number, string> = {
   400: 'Also `validation_failed` for an `Idempotency-Key` not of 1–255 visible characters.',
-  409: 'Also `conflict` when the `Idempotency-Key` was used with another request.',
+  409:
+    'Also `conflict` when the `Idempotency-Key` was used with another request, or when an ' +
+    'operator removed the job while the request waited for it.',
 };
 
 export function buildDocument(
@@ -301,7 +303,10 @@ function sharedResponse(spec: OperationSpec, status: number): JsonSchema {
     return errorResponse(withIdempotency(spec, 400, spec.body ? BAD_BODY : BAD_PARAMETER));
   }
   if (status === 409) {
-    return errorResponse('`conflict`: the `Idempotency-Key` was used with another request.');
+    return errorResponse(
+      '`conflict`: the `Idempotency-Key` was used with another request, or an operator ' +
+        'removed the job while the request waited for it.',
+    );
   }
   return { $ref: `#/components/responses/${SHARED[status]}` };
 }
