@@ -243,20 +243,27 @@ end
 `;
 
 /**
+ * Lua: BullMQ's `script` as the function `addOne(KEYS, ARGV)`, `withAfter`, and `queueKeys`, the
+ * first KEYS, BullMQ's own for it.
+ */
+function wrapped(script: { content: string; keys: number }): string {
+  return `
+local function addOne(KEYS, ARGV)
+${script.content}
+end
+${WITH_AFTER}
+local queueKeys = {}
+for i = 1, ${script.keys} do queueKeys[i] = KEYS[i] end`;
+}
+
+/**
  * KEYS: BullMQ's keys for a prioritized job. ARGV: the template's packed arguments and options,
  * the order keys' time to live and prefix, the jobs' lines. The order keys are named here, as
  * BullMQ's scripts name each job's keys from the queue's prefix: in a Redis Cluster both
  * prefixes hold the same hash tag, so every key is in the slot of KEYS[1]. Answers 0, or the
  * code of the first job BullMQ's script refused (its codes are negative).
  */
-const CHUNK_SCRIPT = `
-local function addOne(KEYS, ARGV)
-${addPrioritizedJob.content}
-end
-
-${WITH_AFTER}
-local queueKeys = {}
-for i = 1, ${addPrioritizedJob.keys} do queueKeys[i] = KEYS[i] end
+const CHUNK_SCRIPT = `${wrapped(addPrioritizedJob)}
 local args = cmsgpack.unpack(ARGV[1])
 local opts = cmsgpack.unpack(ARGV[2])
 local ttl = ARGV[3]
@@ -293,14 +300,7 @@ return 0
  * job's id. Claims the order key as CHUNK_SCRIPT does, then runs BullMQ's script. Answers what
  * BullMQ's script answers (the id, or its negative code) and the job the key pointed at before.
  */
-const ONE_SCRIPT = `
-local function addOne(KEYS, ARGV)
-${addStandardJob.content}
-end
-
-${WITH_AFTER}
-local queueKeys = {}
-for i = 1, ${addStandardJob.keys} do queueKeys[i] = KEYS[i] end
+const ONE_SCRIPT = `${wrapped(addStandardJob)}
 local data = ARGV[2]
 local id = ARGV[5]
 
