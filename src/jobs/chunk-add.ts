@@ -110,16 +110,13 @@ export class ChunkAdder {
       jobId,
     );
     const call = await addCommandOf(queue, job, addStandardJob);
-    if (
-      call.args.length !== addStandardJob.keys + 3 ||
-      typeof call.args[call.keys + 1] !== 'string'
-    ) {
+    if (typeof call.args[call.keys + 1] !== 'string') {
       throw new ChunkAddFault(`BullMQ no longer adds a job as ${addStandardJob.name}`);
     }
     const [packedArgs, json, packedOpts] = call.args.slice(call.keys);
     const keys = call.args.slice(0, call.keys);
     const [result, before] = (await this.runner().kitterAddOne(
-      keys.length + 1,
+      call.keys + 1,
       ...keys,
       orderKey,
       packedArgs,
@@ -135,21 +132,21 @@ export class ChunkAdder {
     return job;
   }
 
-  private runner(): RedisClient & {
-    kitterAddChunk(...args: unknown[]): Promise<unknown>;
-    kitterAddOne(...args: unknown[]): Promise<unknown>;
-  } {
+  private runner(): Runner {
     if (!this.defined) {
       this.redis.defineCommand('kitterAddChunk', { lua: CHUNK_SCRIPT });
       this.redis.defineCommand('kitterAddOne', { lua: ONE_SCRIPT });
       this.defined = true;
     }
-    return this.redis as RedisClient & {
-      kitterAddChunk(...args: unknown[]): Promise<unknown>;
-      kitterAddOne(...args: unknown[]): Promise<unknown>;
-    };
+    return this.redis as Runner;
   }
 }
+
+/** The connection, with the two scripts defined on it. */
+type Runner = RedisClient & {
+  kitterAddChunk(...args: unknown[]): Promise<unknown>;
+  kitterAddOne(...args: unknown[]): Promise<unknown>;
+};
 
 /** Jobs a script call adds, at most: BullMQ's script takes 20–70 µs a job. */
 const JOBS_PER_CALL = 50;
@@ -192,9 +189,7 @@ async function templateOf(queue: Queue, name: string, priority: number): Promise
   const opts = { ...queue.defaultJobOptions, priority, jobId };
   const call = await addCommandOf(queue, new Job(queue, name, {}, opts, jobId), addPrioritizedJob);
   const { keys, args } = call;
-  const shaped =
-    args.length === keys + 3 && Buffer.isBuffer(args[keys]) && Buffer.isBuffer(args[keys + 2]);
-  if (!shaped) {
+  if (!Buffer.isBuffer(args[keys]) || !Buffer.isBuffer(args[keys + 2])) {
     throw new ChunkAddFault(`BullMQ no longer adds a prioritized job as ${addPrioritizedJob.name}`);
   }
   return {
@@ -207,7 +202,8 @@ async function templateOf(queue: Queue, name: string, priority: number): Promise
 /**
  * The command BullMQ would send to add `job` to `queue` now, handed to the queue's backend
  * with a client that records the command instead of sending it: the arguments of `script`
- * (its keys first). A fault when BullMQ would run another script for it.
+ * (its keys, then its packed arguments, the job's data and its packed options). A fault when
+ * BullMQ would run another script for it, or with other arguments.
  */
 async function addCommandOf(
   queue: Queue,
@@ -223,10 +219,11 @@ async function addCommandOf(
   };
   const backend = (queue as unknown as { backend: Backend }).backend;
   await backend.addJobToTransaction(recorder, job.asJSON(), job.id!);
-  if (!captured?.command.startsWith(`${script.name}:`)) {
+  const { command = '', args = [] } = captured ?? {};
+  if (!command.startsWith(`${script.name}:`) || args.length !== script.keys + 3) {
     throw new ChunkAddFault(`BullMQ no longer adds such a job as ${script.name}`);
   }
-  return { keys: script.keys, args: captured.args };
+  return { keys: script.keys, args };
 }
 
 interface Backend {
